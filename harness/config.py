@@ -1,0 +1,366 @@
+"""Experiment configuration: frozen, typed dataclasses, profiles and ``--set key=value`` overrides.
+
+``ExperimentConfig(method, data, train, eval, timing, seed)`` after nanoGPT's dataclass config and
+detectron2's saved resolved config.  Variants come from ``dataclasses.replace``; the profiles
+``smoke`` (seconds, for tests), ``quick`` (minutes on a 2-core CPU, synthetic data) and ``paper``
+(the papers' COCO scale on GPUs) are named functions returning configs.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Literal
+
+import methods
+from methods.config import COMMON_PROFILE_OVERRIDES, MethodConfig
+
+PROFILES = ("smoke", "quick", "paper")
+Profile = Literal["smoke", "quick", "paper"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Datasets and augmentation.
+
+    Attributes:
+        dataset: training dataset spec: a synthetic preset (``shapes-coco``, ``shapes-ochuman``,
+            ``shapes-street``), ``coco:ANN.json:IMGDIR``, ``ochuman:ANN.json:IMGDIR``.
+        val_dataset: evaluation dataset spec; "" = the val split of ``dataset`` (synthetic) .
+        train_images / val_images: number of synthetic images per split.
+        image_size: synthetic canvas size in px (square).
+        train_short_sides: short side(s) for training resize; one is drawn per image (multi-scale).
+        test_short_side: short side at evaluation / timing.
+        max_size: cap on the long side after resize, px.
+        flip_prob: horizontal flip probability in training.
+        size_divisor: batch padding multiple, px.
+        num_workers: DataLoader workers.
+        cache_dir: where synthetic datasets are generated (keyed by their parameters).
+    """
+
+    dataset: str = "shapes-coco"
+    val_dataset: str = ""
+    train_images: int = 1000
+    val_images: int = 200
+    image_size: int = 128
+    train_short_sides: tuple[int, ...] = (128,)
+    test_short_side: int = 128
+    max_size: int = 1333
+    flip_prob: float = 0.5
+    size_divisor: int = 32
+    num_workers: int = 0
+    cache_dir: str = ".cache/datasets"
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ValueError("data.dataset must name a dataset")
+        if self.train_images <= 0 or self.val_images <= 0:
+            raise ValueError("data.train_images and data.val_images must be > 0")
+        if not self.train_short_sides or min(self.train_short_sides) <= 0 or self.test_short_side <= 0:
+            raise ValueError("data.train_short_sides / data.test_short_side must be positive")
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"data.flip_prob must be in [0, 1], got {self.flip_prob}")
+        if self.size_divisor < 1:
+            raise ValueError("data.size_divisor must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (SGD, linear warm-up, step schedule), checkpoints, device.
+
+    Attributes:
+        max_iter: training iterations.
+        batch_size: images per iteration (per process under DDP).
+        base_lr / momentum / weight_decay: SGD.
+        warmup_iters / warmup_factor: linear warm-up from base_lr * warmup_factor.
+        steps: iterations at which the lr is multiplied by ``gamma``.
+        grad_clip: max gradient L2 norm (0 = off).
+        amp: autocast fp16 on CUDA (ignored on CPU).
+        checkpoint_period: iterations between checkpoints (a final one is always written).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        deterministic: ``torch.use_deterministic_algorithms`` (for bit-reproducible resume tests).
+        threads: torch intra-op threads (0 = torch's default).
+    """
+
+    max_iter: int = 1000
+    batch_size: int = 8
+    base_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    warmup_factor: float = 0.01
+    steps: tuple[int, ...] = (800, 950)
+    gamma: float = 0.1
+    grad_clip: float = 35.0
+    amp: bool = True
+    checkpoint_period: int = 500
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_iter <= 0 or self.batch_size <= 0:
+            raise ValueError("train.max_iter and train.batch_size must be > 0")
+        if self.base_lr <= 0:
+            raise ValueError("train.base_lr must be > 0")
+        if any(s <= 0 for s in self.steps) or list(self.steps) != sorted(self.steps):
+            raise ValueError(f"train.steps must be increasing positive iterations, got {self.steps}")
+        if self.checkpoint_period <= 0:
+            raise ValueError("train.checkpoint_period must be > 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation.
+
+    Attributes:
+        backend: "pycocotools" (reference) or "faster" (faster-coco-eval, optional extra).
+        max_dets: detections per image (COCO maxDets[-1]).
+        per_class: also compute per-class AP.
+        batch_size: images per inference batch.
+    """
+
+    backend: Literal["pycocotools", "faster"] = "pycocotools"
+    max_dets: int = 100
+    per_class: bool = True
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """The timing protocol (see ``harness/timing.py`` and ``docs/timing.md``).
+
+    Attributes:
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        warmup_iters: images run and discarded before timing.
+        num_images: images timed (batch 1).
+        fp16: autocast fp16 on CUDA (not measured on CPU).
+        threads: torch intra-op threads (0 = torch's default).
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    warmup_iters: int = 5
+    num_images: int = 50
+    fp16: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup_iters < 0 or self.num_images <= 0:
+            raise ValueError("timing.warmup_iters must be >= 0 and timing.num_images > 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment. ``profile`` records which profile function produced it."""
+
+    method: MethodConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    seed: int = 0
+    profile: str = "quick"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            raise TypeError(f"method must be a MethodConfig, got {type(self.method).__name__}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+
+
+SECTIONS = ("method", "data", "train", "eval", "timing")
+
+
+# ---------------------------------------------------------------------------------------------
+# profiles
+def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConfig, TimingConfig]:
+    if profile == "smoke":
+        return (DataConfig(train_images=8, val_images=4, image_size=64, train_short_sides=(64,),
+                           test_short_side=64),
+                TrainConfig(max_iter=4, batch_size=2, base_lr=0.01, warmup_iters=2, steps=(3,),
+                            checkpoint_period=2, device="cpu"),
+                EvalConfig(),
+                TimingConfig(device="cpu", warmup_iters=1, num_images=2))
+    if profile == "quick":
+        return (DataConfig(train_images=1000, val_images=200, image_size=128, train_short_sides=(128,),
+                           test_short_side=128),
+                TrainConfig(max_iter=1500, batch_size=8, base_lr=0.02, warmup_iters=100,
+                            steps=(1200, 1400), checkpoint_period=500),
+                EvalConfig(),
+                TimingConfig(warmup_iters=5, num_images=50))
+    if profile == "paper":
+        return (DataConfig(dataset="coco:data/coco/annotations/instances_train2017.json:data/coco/train2017",
+                           val_dataset="coco:data/coco/annotations/instances_val2017.json:data/coco/val2017",
+                           train_short_sides=(640, 672, 704, 736, 768, 800), test_short_side=800,
+                           max_size=1333, num_workers=4),
+                TrainConfig(max_iter=90000, batch_size=2, base_lr=0.01, warmup_iters=1000,
+                            steps=(60000, 80000), checkpoint_period=5000, device="cuda"),
+                EvalConfig(),
+                TimingConfig(device="cuda", warmup_iters=5, num_images=2000))
+    raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+
+
+def make_config(method: str, profile: str = "quick", *, dataset: str | None = None,
+                val_dataset: str | None = None, seed: int = 0,
+                overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """The config of ``method`` (a registered method or preset) at ``profile``.
+
+    Order: profile defaults -> the method's per-profile overrides -> dataset arguments ->
+    ``overrides`` (``"section.key=value"`` strings).
+
+    Raises:
+        KeyError: unknown method; ValueError: unknown profile, bad override.
+    """
+    data, train, ev, timing = _profile_data_train(profile)
+    base_cfg = methods.method_config(method)
+    m_over = dict(COMMON_PROFILE_OVERRIDES.get(profile, {}))
+    m_over.update(type(base_cfg).PROFILE_OVERRIDES.get(profile, {}))
+    if method in methods.PRESETS:  # a preset's own fields win over profile defaults
+        m_over.update(methods.PRESETS[method][1])
+    mcfg = replace(base_cfg, **{k: v for k, v in m_over.items() if k in _field_names(base_cfg)})
+    if dataset:
+        data = replace(data, dataset=dataset)
+    if val_dataset:
+        data = replace(data, val_dataset=val_dataset)
+    cfg = ExperimentConfig(method=mcfg, data=data, train=train, eval=ev, timing=timing, seed=seed,
+                           profile=profile)
+    return apply_overrides(cfg, overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides, flattening, hashing
+def _field_names(dc) -> set[str]:
+    return {f.name for f in fields(dc)}
+
+
+def valid_keys(cfg: ExperimentConfig) -> list[str]:
+    keys = ["seed"]
+    for sec in SECTIONS:
+        keys += [f"{sec}.{f.name}" for f in fields(getattr(cfg, sec)) if not f.name.startswith("_")]
+    return keys
+
+
+def _coerce(value: str, tp: Any, key: str) -> Any:
+    """Parse a command-line string into the annotated type ``tp`` or raise ValueError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ValueError(f"{key}: {value!r} is not one of {list(choices)}")
+        return value
+    if tp is bool:
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key}: expected a bool (true/false), got {value!r}")
+    if tp is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{key}: expected an int, got {value!r}") from None
+    if tp is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{key}: expected a float, got {value!r}") from None
+    if tp is str:
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = [v for v in value.strip("()[]").split(",") if v.strip()]
+        if not isinstance(parsed, (list, tuple)):
+            parsed = [parsed]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(str(v).strip(), args[0], key) for v in parsed)
+        if len(parsed) != len(args):
+            raise ValueError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(str(v).strip(), a, key) for v, a in zip(parsed, args))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        errors = []
+        for a in typing.get_args(tp):
+            if a is type(None):
+                if value.lower() in ("none", "null"):
+                    return None
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(f"{key}: cannot parse {value!r} ({'; '.join(errors)})")
+    raise ValueError(f"{key}: unsupported field type {tp!r}")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides) -> ExperimentConfig:
+    """Apply ``["section.key=value", ...]`` to ``cfg``.
+
+    Raises:
+        ValueError: malformed item, unknown key (the message lists the valid keys), or a value
+            that does not parse as the field's type or fails the section's validation.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key == "seed":
+            cfg = replace(cfg, seed=_coerce(value, int, key))
+            continue
+        sec, _, name = key.partition(".")
+        if sec not in SECTIONS or not name or name not in _field_names(getattr(cfg, sec)):
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
+        section = getattr(cfg, sec)
+        hints = typing.get_type_hints(type(section))
+        new_value = _coerce(value.strip(), hints[name], key)
+        cfg = replace(cfg, **{sec: replace(section, **{name: new_value})})
+    return cfg
+
+
+def to_flat(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``{"method.name": ..., "train.max_iter": ..., "seed": ..., "profile": ...}`` (tuples -> lists)."""
+    out: dict[str, Any] = {"seed": cfg.seed, "profile": cfg.profile}
+    for sec in SECTIONS:
+        for k, v in dataclasses.asdict(getattr(cfg, sec)).items():
+            out[f"{sec}.{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
+    """Inverse of ``to_flat`` (the method section is rebuilt from ``method.name``'s Config)."""
+    name = flat["method.name"]
+    mcls = methods.METHODS[name].Config
+    secs: dict[str, Any] = {}
+    for sec, cls in (("method", mcls), ("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig),
+                     ("timing", TimingConfig)):
+        kw = {}
+        names = _field_names(cls)
+        for k, v in flat.items():
+            if k.startswith(sec + ".") and k[len(sec) + 1:] in names:
+                kw[k[len(sec) + 1:]] = tuple(v) if isinstance(v, list) else v
+        secs[sec] = cls(**kw)
+    return ExperimentConfig(**secs, seed=int(flat["seed"]), profile=flat.get("profile", "quick"))
+
+
+def train_hash(cfg: ExperimentConfig) -> str:
+    """Hash of everything that determines the trained weights (method, data, train, seed).
+
+    ``eval`` and ``timing`` and ``method.postprocess`` are excluded: a run is reused for every
+    evaluation / post-processing variant of the same training.
+    """
+    flat = {k: v for k, v in to_flat(cfg).items()
+            if k.split(".")[0] in ("method", "data", "train", "seed")
+            and k not in ("method.postprocess", "method.max_per_img", "train.device", "train.threads",
+                          "data.num_workers")}
+    blob = json.dumps(flat, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def is_config(obj) -> bool:
+    return is_dataclass(obj) and isinstance(obj, ExperimentConfig)

@@ -1,0 +1,51 @@
+"""Method config dataclasses.
+
+Every method config derives from ``MethodConfig``; each ablation toggle is exactly one field with
+its default.  Configs are frozen; variants come from ``dataclasses.replace``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+PostProcess = Literal["matrix", "matrix_linear", "mask", "box", "fast", "none", "default"]
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Fields common to every method.
+
+    Attributes:
+        name: registry name of the method (``methods.METHODS``).
+        num_classes: number of thing classes (contiguous labels 0..num_classes-1). Set from the
+            dataset by the harness when left at 0.
+        backbone: backbone name (``resnet18``, ``resnet34``, ``resnet50``, ``resnet_narrow``, ...).
+        pretrained: path to ImageNet weights, or "" for training from scratch.
+        postprocess: NMS variant at inference ("default" = the method's own: matrix for SOLOv2,
+            box NMS for CondInst, none for UniInst).
+        max_per_img: detections kept per image after post-processing.
+    """
+
+    name: str = ""
+    num_classes: int = 0
+    backbone: str = "resnet18"
+    pretrained: str = ""
+    postprocess: PostProcess = "default"
+    max_per_img: int = 100
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {}
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 0:
+            raise ValueError(f"method.num_classes must be >= 0, got {self.num_classes}")
+        if self.max_per_img <= 0:
+            raise ValueError(f"method.max_per_img must be > 0, got {self.max_per_img}")
+
+
+# Per-profile overrides shared by every method (a method's Config may add its own through the
+# class attribute PROFILE_OVERRIDES = {"quick": {...}}; the method's entries win).
+COMMON_PROFILE_OVERRIDES: dict[str, dict] = {
+    "smoke": {"backbone": "resnet_narrow"},
+    "quick": {"backbone": "resnet_narrow"},
+    "paper": {"backbone": "resnet50", "pretrained": "torchvision://ResNet50_Weights.IMAGENET1K_V1"},
+}
