@@ -1,0 +1,1 @@
+"""One module per study: ``STUDY = harness.studies.Study(...)`` with variants, seeds and the paper's numbers."""

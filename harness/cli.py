@@ -1,0 +1,180 @@
+"""``python -m harness``: train | evaluate | time | compare | study | report | data.
+
+Every subcommand has ``--help``; bad usage exits with code 2 (argparse), a failed run with 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import methods
+from harness.config import PROFILES, make_config
+
+
+def _add_common(p: argparse.ArgumentParser, *, methods_flag: str = "--method") -> None:
+    if methods_flag == "--method":
+        p.add_argument("--method", required=True, help=f"one of: {', '.join(methods.available())}")
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="config profile (default: quick)")
+    p.add_argument("--dataset", default=None,
+                   help="training dataset: shapes-coco | shapes-ochuman | shapes-street | coco:ANN.json:IMGDIR "
+                        "| ochuman:ANN.json:IMGDIR (default: the profile's)")
+    p.add_argument("--val-dataset", default=None, help="evaluation dataset spec (default: val split of --dataset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set method.alpha=0.8 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_train(args) -> int:
+    from harness.pipeline import run_variant
+    cfg = make_config(args.method, args.profile, dataset=args.dataset, val_dataset=args.val_dataset,
+                      seed=args.seed, overrides=args.overrides)
+    if args.no_eval:
+        from harness.pipeline import ensure_trained
+        cfg, run_dir = ensure_trained(cfg, progress=not args.no_progress)
+        print(f"run: {run_dir}")
+        return 0
+    recs = run_variant(args.study, args.method, cfg, do_time=not args.no_time, progress=not args.no_progress)
+    from harness import distributed as dist_utils
+    if dist_utils.is_main():
+        for r in recs:
+            m = r["metrics"]
+            print(f"{r['run_id']}: AP {m['AP']:.2f} AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f} "
+                  f"(records: results/{args.study}/runs.jsonl)")
+    return 0
+
+
+def cmd_time(args) -> int:
+    from dataclasses import replace
+
+    from harness import distributed as dist_utils
+    from harness.config import apply_overrides
+    from harness.pipeline import build_split, load_model
+    from harness.runs import load_run_config, resolve_run
+    from harness.timing import count_flops, count_params, time_inference
+    run_dir = resolve_run(args.run)
+    cfg = apply_overrides(load_run_config(run_dir), args.overrides)
+    if args.postprocess:
+        cfg = replace(cfg, method=replace(cfg.method, postprocess=args.postprocess))
+    device = dist_utils.resolve_device(cfg.timing.device)
+    model = load_model(cfg, run_dir, device)
+    ds = build_split(cfg, "val")
+    res = time_inference(model, ds, cfg.timing, device, size_divisor=cfg.data.size_divisor,
+                         progress=not args.no_progress)
+    res["params"] = count_params(model)
+    res["flops"] = count_flops(model, cfg.data.test_short_side, cfg.data.test_short_side, device)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    _print_timing(res)
+    return 0
+
+
+def _print_timing(res: dict) -> None:
+    from tabulate import tabulate
+    p = res["protocol"]
+    print(f"timing protocol v{p['version']}: batch 1, warm-up {p['warmup_iters']}, {p['num_images']} images, "
+          f"{p['precision']}, device {p['device_name']} ({p['device']}), {p['threads']} threads, "
+          f"torch {p['torch']}, data loading excluded")
+    if res.get("not_measured"):
+        print(f"not measured: {res['not_measured']}")
+        return
+    rows = [[s, v["median_ms"], v["mean_ms"], v["p90_ms"]] for s, v in res["stages"].items()]
+    print(tabulate(rows, headers=["stage", "median ms", "mean ms", "p90 ms"], floatfmt=".2f"))
+    print(f"FPS {res['fps']:.1f}  params {res.get('params', 0):,}  FLOPs {res.get('flops', 0) / 1e9:.3f} G")
+
+
+def cmd_compare(args) -> int:
+    from harness.studies import run_compare
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in methods.available()]
+    if unknown:
+        print(f"error: unknown method(s) {unknown}; registered: {', '.join(methods.available())}", file=sys.stderr)
+        return 2
+    pps = [p.strip() for p in args.postprocess.split(",")] if args.postprocess else None
+    md = run_compare(names, study=args.study, profile=args.profile, dataset=args.dataset,
+                     val_dataset=args.val_dataset, seeds=args.seeds, overrides=args.overrides, postprocess=pps,
+                     do_time=not args.no_time, progress=not args.no_progress, protocol=args.protocol)
+    if md:
+        print(md)
+    return 0
+
+
+def cmd_study(args) -> int:
+    from harness.studies import run_study
+    run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
+              only_report=args.report_only, overrides=args.overrides)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.studies import regenerate_reports
+    paths = regenerate_reports(args.names or None)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a method (then evaluate, time and record it)")
+    _add_common(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--study", default="runs", help="records go to results/<study>/runs.jsonl")
+    p.add_argument("--no-eval", action="store_true", help="train only")
+    p.add_argument("--no-time", action="store_true", help="skip the timing protocol")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("time", help="time a trained run by the timing protocol")
+    p.add_argument("--run", required=True, help="run directory or run id (work_dirs/<run_id>)")
+    p.add_argument("--postprocess", default=None, help="post-processing variant to time")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", default=None, help="also write the result as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_time)
+
+    p = sub.add_parser("compare", help="train what is missing, evaluate, time, and write a comparison report")
+    p.add_argument("--methods", required=True, help="comma-separated method names")
+    _add_common(p, methods_flag="--methods")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
+    p.add_argument("--postprocess", default=None,
+                   help="comma-separated post-processing variants evaluated on the same trained run "
+                        "(matrix, matrix_linear, mask, box, fast, none)")
+    p.add_argument("--study", default="compare", help="results/<study>/runs.jsonl and reports/<study>.md")
+    p.add_argument("--protocol", default="coco", choices=["coco", "ochuman"], help="evaluation protocol")
+    p.add_argument("--no-time", action="store_true", help="skip the timing protocol")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="run a study of experiments/ (train missing runs, report)")
+    p.add_argument("name", help="study name, e.g. ablation_table1")
+    p.add_argument("--profile", default=None, choices=PROFILES)
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--report-only", action="store_true", help="only regenerate the report from records")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="regenerate reports from records (byte-identical for the same records)")
+    p.add_argument("names", nargs="*", help="study names (default: every study with records)")
+    p.set_defaults(func=cmd_report)
+
+    for mod in ("harness.cli_data", "harness.cli_eval"):
+        try:
+            __import__(mod, fromlist=["register"]).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 1

@@ -1,0 +1,154 @@
+"""Train -> evaluate -> time -> record, for one configured variant; shared by the CLI and the studies.
+
+A *variant* is one ExperimentConfig (method config + data + schedule + seed).  ``run_variant``
+trains it unless a finished run with the same ``train_hash`` exists (``harness.runs``), evaluates
+it once per post-processing kind asked for (no retraining), optionally times it, and appends one
+record per evaluation to ``results/<study>/runs.jsonl``.  A record whose key (run, variant,
+post-processing, val dataset, kind) is already in the file is not written again, so an interrupted
+study resumes where it stopped and never duplicates rows.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import methods
+from harness import distributed as dist_utils
+from harness.config import ExperimentConfig, to_flat, train_hash
+from harness.runs import is_finished, read_final, run_dir_for, run_id_for
+from harness.timing import count_flops, count_params, time_inference
+from harness.train import load_weights, resolve_num_classes, train
+
+
+def build_split(cfg: ExperimentConfig, split: str):
+    """The train dataset (split "train") or the evaluation dataset (split "val") of ``cfg``."""
+    from harness.data import build_dataset
+    if split == "train":
+        return build_dataset(cfg.data.dataset, "train", cfg.data, train=True)
+    spec = cfg.data.val_dataset or cfg.data.dataset
+    return build_dataset(spec, "val", cfg.data, train=False)
+
+
+def check_same_classes(train_ds, val_ds) -> None:
+    if list(train_ds.class_names) != list(val_ds.class_names):
+        raise ValueError(
+            f"train dataset {train_ds.name!r} and val dataset {val_ds.name!r} have different classes "
+            f"({len(train_ds.class_names)} vs {len(val_ds.class_names)}); a model cannot be evaluated on "
+            "classes it was not trained for")
+
+
+def is_trainable(cfg: ExperimentConfig) -> bool:
+    return getattr(methods.METHODS[cfg.method.name], "trainable", True)
+
+
+def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True) -> tuple[ExperimentConfig, Path | None]:
+    """Resolve ``num_classes``, then train the run unless it is finished. Returns (cfg, run_dir)."""
+    if not is_trainable(cfg):
+        val_ds = build_split(cfg, "val")
+        return resolve_num_classes(cfg, val_ds), None
+    train_ds = build_split(cfg, "train")
+    cfg = resolve_num_classes(cfg, train_ds)
+    run_dir = run_dir_for(cfg)
+    if not is_finished(run_dir):
+        train(cfg, run_dir, progress=progress, dataset=train_ds)
+    return cfg, run_dir
+
+
+def load_model(cfg: ExperimentConfig, run_dir: Path | None, device: torch.device):
+    model = methods.build_method(cfg.method)
+    if run_dir is not None:
+        load_weights(model, run_dir)
+    return model.to(device).eval()
+
+
+def evaluate_model(model, cfg: ExperimentConfig, val_ds, device: torch.device, *, progress: bool = True,
+                   protocol: str = "coco") -> tuple[dict, list[dict]]:
+    """Inference over ``val_ds`` (sharded across DDP ranks, gathered so each image counts once) + metrics.
+
+    ``protocol`` "coco" (COCO segm) or "ochuman" (the OCHuman protocol).
+    """
+    from harness.evaluate import evaluate_results, ochuman_eval, run_inference, shard_indices
+    world, rank = dist_utils.world_size(), dist_utils.rank()
+    indices = shard_indices(len(val_ds), rank, world)
+    results = run_inference(model, val_ds, device=device, batch_size=cfg.eval.batch_size,
+                            progress=progress and rank == 0, indices=indices, size_divisor=cfg.data.size_divisor)
+    gathered = dist_utils.all_gather_objects(results)
+    results = [r for part in gathered for r in part]
+    if protocol == "ochuman":
+        metrics = ochuman_eval(val_ds.coco, results)
+    else:
+        metrics = evaluate_results(val_ds, results, cfg.eval)
+    return metrics, results
+
+
+def _record_key(rec: dict) -> tuple:
+    return (rec.get("run_id"), rec.get("variant"), rec.get("config", {}).get("method.postprocess"),
+            rec.get("data", {}).get("dataset"), rec.get("kind"), rec.get("data", {}).get("protocol", "coco"))
+
+
+def existing_keys(path: Path) -> set:
+    from harness.records import read_records
+    if not Path(path).is_file():
+        return set()
+    return {_record_key(r) for r in read_records(path)}
+
+
+def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess: list[str] | None = None,
+                do_time: bool = True, progress: bool = True, results_root: Path | None = None,
+                protocol: str = "coco", force: bool = False) -> list[dict]:
+    """Train (or reuse) ``cfg``, evaluate once per post-processing kind, time, and record.
+
+    Returns the records of this variant (new and already present).
+    """
+    from harness.records import append_record, env_info, make_record, read_records, utc_now
+    t_start = utc_now()
+    cfg, run_dir = ensure_trained(cfg, progress=progress)
+    device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
+    from harness.records import records_path
+    path = records_path(study, results_root or "results")
+    keys = set() if force else existing_keys(path)
+    val_ds = build_split(cfg, "val")
+    if is_trainable(cfg):
+        check_same_classes(build_split(cfg, "train"), val_ds)
+    model = None
+    out = []
+    pps = postprocess or [cfg.method.postprocess]
+    final = read_final(run_dir) if run_dir is not None else {}
+    for pp in pps:
+        vcfg = replace(cfg, method=replace(cfg.method, postprocess=pp))
+        vname = variant if len(pps) == 1 else f"{variant}[{pp}]"
+        rid = run_id_for(vcfg)
+        probe = {"run_id": rid, "variant": vname, "config": {"method.postprocess": pp},
+                 "data": {"dataset": val_ds.name, "protocol": protocol}, "kind": "eval"}
+        if _record_key(probe) in keys:
+            continue
+        if model is None:
+            model = load_model(cfg, run_dir, device)
+        model.cfg = vcfg.method  # post-processing is a config field read at predict time
+        metrics, _ = evaluate_model(model, vcfg, val_ds, device, progress=progress, protocol=protocol)
+        timing = None
+        if do_time and is_trainable(cfg):  # oracles read the GT: timing them measures nothing
+            tdev = dist_utils.resolve_device(vcfg.timing.device)
+            timing = time_inference(model, val_ds, vcfg.timing, tdev, size_divisor=cfg.data.size_divisor)
+            model.to(device)
+        if not dist_utils.is_main():
+            continue
+        h = w = cfg.data.test_short_side
+        rec = make_record(
+            study=study, variant=vname, run_id=rid, method=vcfg.method.name, seed=vcfg.seed,
+            config=to_flat(vcfg), metrics=metrics, timing=timing,
+            data={"dataset": val_ds.name, "split": "val", "n_images": len(val_ds), "protocol": protocol,
+                  "stats": val_ds.info(),
+                  "train_dataset": cfg.data.dataset if run_dir is not None else None},
+            params=count_params(model), flops=count_flops(model, h, w, device),
+            train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
+                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg)},
+            kind="eval", started_utc=t_start, env=env_info(device))
+        append_record(path, rec)
+        keys.add(_record_key(rec))
+    if dist_utils.is_main() and path.is_file():
+        rid = run_id_for(cfg)
+        out = [r for r in read_records(path) if r.get("run_id") == rid and r.get("variant", "").startswith(variant)]
+    return out

@@ -1,0 +1,326 @@
+"""Studies: a named set of variants x seeds, run through ``harness.pipeline`` and reported.
+
+A study lives in ``experiments/<name>.py`` as a module-level ``STUDY = Study(...)``: base dataset and
+profile, its variants (method + config overrides + post-processing kinds), seeds, the paper's
+numbers, and a ``build_report(study, records) -> ReportSpec`` (default: a comparison table).  The
+report step reads only the records file, so ``python -m harness report`` regenerates every report
+byte-identically from committed records.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.config import make_config
+
+COMPARE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study.
+
+    Attributes:
+        name: row name in the report (unique within the study).
+        method: registered method or preset name.
+        overrides: ``section.key=value`` strings applied on top of the profile.
+        postprocess: post-processing kinds evaluated on the same trained run (None = the method's own).
+        time: run the timing protocol.
+        val_dataset: evaluation dataset spec overriding the study's.
+        protocol: "coco" or "ochuman".
+    """
+
+    name: str
+    method: str
+    overrides: tuple[str, ...] = ()
+    postprocess: tuple[str, ...] | None = None
+    time: bool = False
+    val_dataset: str | None = None
+    protocol: str = "coco"
+
+
+@dataclass
+class ReportSpec:
+    tables: list[tuple[str, pd.DataFrame]]
+    notes: list[str] = field(default_factory=list)
+    figure: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    source: str  # the paper and table reproduced
+    variants: tuple[Variant, ...]
+    dataset: str = "shapes-coco"
+    val_dataset: str = ""
+    profile: str = "quick"
+    seeds: int = 3
+    overrides: tuple[str, ...] = ()
+    paper_numbers: dict = field(default_factory=dict)
+    build_report: Callable | None = None
+
+    def configs(self, profile: str | None = None, seeds: int | None = None, extra: tuple[str, ...] = ()):
+        """Yield (variant, seed, ExperimentConfig) in run order (seed-major, so partial studies are balanced)."""
+        profile = profile or self.profile
+        for seed in range(seeds if seeds is not None else self.seeds):
+            for v in self.variants:
+                cfg = make_config(v.method, profile, dataset=self.dataset,
+                                  val_dataset=v.val_dataset or self.val_dataset or None, seed=seed,
+                                  overrides=list(self.overrides) + list(v.overrides) + list(extra))
+                yield v, seed, cfg
+
+
+def load_study(name: str) -> Study:
+    """``experiments.<name>.STUDY``. Raises KeyError listing the known studies."""
+    mod_name = name.replace("-", "_")
+    try:
+        mod = importlib.import_module(f"experiments.{mod_name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"experiments.{mod_name}":
+            raise
+        raise KeyError(f"unknown study {name!r}; known: {', '.join(known_studies())}") from None
+    return mod.STUDY
+
+
+def known_studies() -> list[str]:
+    import experiments
+    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_"))
+
+
+def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
+              only_report: bool = False, overrides: list[str] | None = None) -> tuple[Path, Path]:
+    from harness.pipeline import run_variant
+    study = load_study(name)
+    if not only_report:
+        for v, _seed, cfg in study.configs(profile, seeds, tuple(overrides or ())):
+            run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
+                        do_time=v.time, progress=progress, protocol=v.protocol)
+    return write_study_report(study)
+
+
+def study_records(study_name: str) -> list[dict]:
+    from harness.records import read_records, records_path
+    path = records_path(study_name)
+    return read_records(path) if path.is_file() else []
+
+
+def write_study_report(study: Study) -> tuple[Path, Path]:
+    from harness.records import records_path
+    from harness.report import write_report
+    records = study_records(study.name)
+    if not records:
+        raise FileNotFoundError(f"study {study.name!r} has no records ({records_path(study.name)}); run it first")
+    spec = (study.build_report or default_report)(study, records)
+    notes = [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
+    return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
+                        sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# tables from records
+def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
+    """One row per record: variant, method, seed, metrics, ms/img, FPS, params, GFLOPs."""
+    rows = []
+    for r in records:
+        row = {"variant": r["variant"], "method": r["method"], "seed": r["seed"]}
+        for m in metrics:
+            row[m] = (r.get("metrics") or {}).get(m)
+        t = r.get("timing") or {}
+        row["ms/img"] = t.get("ms_per_img")
+        row["FPS"] = t.get("fps")
+        row["params (M)"] = r["params"] / 1e6 if r.get("params") is not None else None
+        row["GFLOPs"] = r["flops"] / 1e9 if r.get("flops") else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None = None) -> pd.DataFrame:
+    """Mean ± 95 % CI over seeds per variant, formatted as strings (n shown)."""
+    from harness.report import fmt_mean_ci
+    from harness.stats import mean_ci
+    out = []
+    variants = order or list(dict.fromkeys(df["variant"]))
+    for v in variants:
+        sub = df[df["variant"] == v]
+        if sub.empty:
+            continue
+        row = {"variant": v, "n": len(sub)}
+        for c in columns:
+            vals = [x for x in sub[c].tolist() if x is not None and x == x]
+            if not vals:
+                row[c] = "n/m"
+                continue
+            mean, hw = mean_ci(vals)
+            row[c] = fmt_mean_ci(mean, hw)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def training_notes(records: list[dict]) -> list[str]:
+    """How the runs were trained, stated plainly (profile, data, iterations, wall time, from scratch)."""
+    seen = {}
+    for r in records:
+        c = r.get("config", {})
+        key = (r["method"], c.get("profile"), c.get("data.dataset"))
+        tr = r.get("train") or {}
+        if key in seen or tr.get("iterations") is None:
+            continue
+        seen[key] = (f"`{r['method']}`: profile {c.get('profile')}, trained on `{c.get('data.dataset')}` for "
+                     f"{tr.get('iterations')} iterations x batch {c.get('train.batch_size')} from "
+                     f"{'scratch' if not c.get('method.pretrained') else c.get('method.pretrained')} "
+                     f"(backbone {c.get('method.backbone')}), {tr.get('wall_s', 0) / 60:.1f} min on "
+                     f"{(r.get('env') or {}).get('device_name', '?')}.")
+    return list(seen.values())
+
+
+def timing_note(records: list[dict]) -> list[str]:
+    for r in records:
+        t = r.get("timing")
+        if t and t.get("protocol"):
+            p = t["protocol"]
+            return [f"Timing: protocol v{p['version']}, batch 1, {p['warmup_iters']} warm-up images discarded, "
+                    f"{p['num_images']} timed, {p['precision']}, on {p['device_name']} ({p['threads']} threads), "
+                    f"torch {p['torch']}; data loading excluded; ms/img is the median of pre-processing + "
+                    "forward + post-processing (see docs/timing.md)."]
+    return []
+
+
+def default_report(study: Study, records: list[dict]) -> ReportSpec:
+    df = records_frame(records)
+    cols = list(COMPARE_METRICS) + ["ms/img", "FPS", "params (M)", "GFLOPs"]
+    table = summary_table(df, cols)
+    notes = timing_note(records)
+    if (df["n" if "n" in df else "seed"].nunique() if not df.empty else 0) < 2:
+        notes.append("One seed per row: no confidence interval.")
+
+    def figure(fig):
+        from harness.stats import mean_ci
+        ax = fig.add_subplot(1, 1, 1)
+        names = list(dict.fromkeys(df["variant"]))
+        means, errs = [], []
+        for v in names:
+            vals = [x for x in df[df["variant"] == v]["AP"].tolist() if x is not None]
+            m, hw = mean_ci(vals)
+            means.append(m)
+            errs.append(0.0 if hw is None or hw != hw else hw)
+        ax.barh(names, means, xerr=errs, color="#4C72B0", capsize=3)
+        ax.set_xlabel("mask AP (mean ± 95% CI over seeds)")
+        ax.invert_yaxis()
+        ax.set_title(study.title)
+    return ReportSpec(tables=[("Results", table)], notes=notes, figure=figure)
+
+
+def run_compare(names: list[str], *, study: str = "compare", profile: str = "quick", dataset: str | None = None,
+                val_dataset: str | None = None, seeds: int = 1, overrides: list[str] | None = None,
+                postprocess: list[str] | None = None, do_time: bool = True, progress: bool = True,
+                protocol: str = "coco") -> str:
+    """``python -m harness compare``: run each method x seed, then write reports/<study>.md + .png."""
+    variants = tuple(Variant(name=n, method=n, postprocess=tuple(postprocess) if postprocess else None,
+                             time=do_time, protocol=protocol) for n in names)
+    ds = dataset or make_config(names[0], profile).data.dataset
+    st = Study(name=study, title=f"Comparison: {', '.join(names)} on {ds}", source="user comparison",
+               variants=variants, dataset=ds, val_dataset=val_dataset or "", profile=profile, seeds=seeds,
+               overrides=tuple(overrides or ()))
+    from harness.pipeline import run_variant
+    for v, _seed, cfg in st.configs():
+        run_variant(st.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
+                    do_time=v.time, progress=progress, protocol=v.protocol)
+    # the report covers this invocation's variants only
+    keep = {v.name for v in variants}
+    records = [r for r in study_records(st.name) if r["variant"].split("[")[0] in keep
+               and r.get("data", {}).get("dataset") == (val_dataset or _val_name(st))]
+    from harness.report import write_report
+    spec = default_report(st, records)
+    notes = spec.notes + training_notes(records)
+    from harness.records import records_path
+    cmd = f"python -m harness compare --methods {','.join(names)} --dataset {ds} --profile {profile}"
+    md, png = write_report(st.name, spec.tables, notes, spec.figure, title=st.title,
+                           sources=[records_path(st.name)], command=cmd)
+    return Path(md).read_text()
+
+
+def _val_name(st: Study) -> str:
+    from harness.pipeline import build_split
+    cfg = next(iter(st.configs(seeds=1)))[2]
+    return build_split(cfg, "val").name
+
+
+def regenerate_reports(names: list[str] | None = None) -> list[Path]:
+    out = []
+    for n in names or known_studies():
+        try:
+            study = load_study(n)
+        except KeyError:
+            raise
+        if not study_records(study.name):
+            continue
+        out.extend(write_study_report(study))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# paper-vs-ours helpers shared by the study modules in experiments/
+def metric_values(df: pd.DataFrame, variant: str, metric: str) -> list[float]:
+    sub = df[df["variant"] == variant]
+    return [float(x) for x in sub[metric].tolist() if x is not None and x == x]
+
+
+def diff_stats(a: list[float], b: list[float]) -> tuple[float, float | None, float | None]:
+    """mean(a) - mean(b) with a Welch 95 % CI half-width and p-value (None when either has < 2 values)."""
+    from harness.stats import welch
+    if not a or not b:
+        return float("nan"), None, None
+    if len(a) < 2 or len(b) < 2:
+        return sum(a) / len(a) - sum(b) / len(b), None, None
+    w = welch(a, b)
+    return w.diff, (w.ci_high - w.ci_low) / 2.0, w.p
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def fmt_signed_ci(mean: float, hw: float | None) -> str:
+    """"+1.2 ± 0.4" (no ± part without a half width)."""
+    if mean != mean:
+        return "n/m"
+    return f"{mean:+.1f}" + (f" ± {hw:.1f}" if hw is not None and hw == hw else "")
+
+
+def fmt_diff(d: float, hw: float | None, p: float | None) -> str:
+    if d != d:
+        return "n/m"
+    s = f"{d:+.1f}"
+    if hw is not None:
+        s += f" ± {hw:.1f}"
+    if p is not None:
+        s += f" (p={p:.3f})"
+    return s
+
+
+def paper_vs_ours(df: pd.DataFrame, paper: dict, metrics: list[str], order: list[str],
+                  baseline: str | None = None) -> pd.DataFrame:
+    """Rows in ``order``: the paper's value and ours (mean ± 95 % CI over seeds) per metric, and, when
+    ``baseline`` is given, the difference from the baseline row (paper vs ours ± CI, Welch p)."""
+    from harness.report import fmt_mean_ci
+    from harness.stats import mean_ci
+    rows = []
+    for v in order:
+        row = {"variant": v, "n": len(df[df["variant"] == v])}
+        for m in metrics:
+            vals = metric_values(df, v, m)
+            pv = (paper.get(v) or {}).get(m)
+            row[f"paper {m}"] = fmt(pv)
+            row[f"ours {m}"] = fmt_mean_ci(*mean_ci(vals)) if vals else "n/m"
+            if baseline is not None and v != baseline:
+                pb = (paper.get(baseline) or {}).get(m)
+                row[f"paper Δ{m}"] = f"{pv - pb:+.1f}" if pv is not None and pb is not None else "–"
+                row[f"ours Δ{m}"] = fmt_diff(*diff_stats(vals, metric_values(df, baseline, m)))
+        rows.append(row)
+    return pd.DataFrame(rows)

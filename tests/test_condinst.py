@@ -1,0 +1,195 @@
+"""CondInst (methods/condinst.py): dynamic mask head by hand, contract, post-processing, real data."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import methods
+from harness.config import make_config
+from methods.base import Instances, Targets, sum_losses
+from methods.condinst import (
+    CondInstConfig,
+    dynamic_mask_head,
+    dynamic_param_count,
+    split_dynamic_params,
+    topk_candidates,
+)
+
+NUM_CLASSES = 3
+
+
+def _batch():
+    """Two images of different sizes in one padded batch; the second has no instances."""
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 96)
+    images[0, :, 50:, :] = 0
+    images[0, :, :, 70:] = 0
+    masks = torch.zeros(2, 50, 70, dtype=torch.bool)
+    masks[0, 5:30, 10:40] = True
+    masks[1, 20:45, 30:68] = True
+    t0 = Targets(masks=masks, labels=torch.tensor([1, 2]), boxes=torch.tensor([[10.0, 5, 40, 30], [30, 20, 68, 45]]))
+    t1 = Targets(masks=torch.zeros(0, 64, 96, dtype=torch.bool), labels=torch.zeros(0, dtype=torch.long),
+                 boxes=torch.zeros(0, 4))
+    return images, [t0, t1], [(50, 70), (64, 96)], [(100, 140), (64, 96)]
+
+
+def check_instances(out: list[Instances], orig_sizes, num_classes: int) -> None:
+    assert len(out) == len(orig_sizes)
+    for inst, (h, w) in zip(out, orig_sizes):
+        assert inst.masks.dtype == torch.bool and tuple(inst.masks.shape[1:]) == (h, w)
+        assert inst.scores.dtype == torch.float32 and inst.labels.dtype == torch.int64
+        if len(inst):
+            assert float(inst.scores.min()) >= 0 and float(inst.scores.max()) <= 1
+            assert torch.all(inst.scores[:-1] >= inst.scores[1:])
+            assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < num_classes
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = replace(make_config("condinst", "smoke").method, num_classes=NUM_CLASSES, score_thr=0.0)
+    return methods.build_method(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# dynamic mask head
+def test_dynamic_param_count_is_169_for_the_reference_head():
+    assert dynamic_param_count(10, 8, 3) == 169
+    assert dynamic_param_count(4, 2, 2) == (4 * 2 + 2) + (2 * 1 + 1)
+
+
+def test_split_dynamic_params_layout_and_error():
+    params = torch.arange(169, dtype=torch.float32)[None].repeat(2, 1)
+    w, b = split_dynamic_params(params, 10, 8, 3)
+    assert [tuple(x.shape) for x in w] == [(2, 8, 10), (2, 8, 8), (2, 1, 8)]
+    assert [tuple(x.shape) for x in b] == [(2, 8), (2, 8), (2, 1)]
+    assert w[0][0, 0, :3].tolist() == [0, 1, 2] and w[0][0, 1, 0] == 10  # row-major [out, in]
+    assert b[0][0, 0] == 152 and b[2][0, 0] == 168  # biases follow all weights
+    with pytest.raises(ValueError, match="expected 169"):
+        split_dynamic_params(torch.zeros(1, 170), 10, 8, 3)
+
+
+def test_dynamic_mask_head_hand_computed():
+    # in = 2 channels, hidden = 2, out = 1; weights W1 = [[1, -1], [0, 2]], b1 = [0, -1],
+    # W2 = [[1, 1]], b2 = [0.5]. params layout: W1 (4), W2 (2), b1 (2), b2 (1).
+    params = torch.tensor([[1.0, -1, 0, 2, 1, 1, 0, -1, 0.5]])
+    w, b = split_dynamic_params(params, 2, 2, 2)
+    x = torch.tensor([[[1.0, 3.0], [2.0, 1.0]]])  # (n=1, C=2, P=2): pixel0 = (1, 2), pixel1 = (3, 1)
+    out = dynamic_mask_head(x, w, b)
+    # pixel0: h = relu([1-2, 4-1]) = [0, 3] -> 3.5; pixel1: h = relu([3-1, 2-1]) = [2, 1] -> 3.5
+    assert out.tolist() == [[3.5, 3.5]]
+    x2 = torch.tensor([[[0.0], [-1.0]]])  # h = relu([1, -3]) = [1, 0] -> 1.5 (no ReLU after the last layer)
+    assert dynamic_mask_head(x2, w, b).tolist() == [[1.5]]
+    neg = split_dynamic_params(torch.tensor([[1.0, -1, 0, 2, -1, -1, 0, -1, 0.5]]), 2, 2, 2)
+    assert dynamic_mask_head(x, *neg).tolist() == [[-2.5, -2.5]]  # last layer is linear
+
+
+def test_topk_candidates():
+    scores = torch.tensor([[0.1, 0.9], [0.3, 0.02], [0.5, 0.04]])
+    loc, lab, val = topk_candidates(scores, 0.05, 3)
+    assert loc.tolist() == [0, 2, 1] and lab.tolist() == [1, 0, 0]
+    assert val.tolist() == pytest.approx([0.9, 0.5, 0.3])
+    loc, _, _ = topk_candidates(scores, 0.4, 10)
+    assert loc.tolist() == [0, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+def test_profiles_scale_sizes_of_interest_and_paper_keeps_reference():
+    smoke = make_config("condinst", "smoke").method
+    quick = make_config("condinst", "quick").method
+    paper = make_config("condinst", "paper").method
+    assert smoke.sizes_of_interest == (5, 10, 20, 40) and quick.sizes_of_interest == (10, 20, 40, 80)
+    assert (paper.fpn_channels, paper.num_tower_convs, paper.sizes_of_interest) == (256, 4, (64, 128, 256, 512))
+    assert (paper.mask_branch_channels, paper.mask_channels, paper.max_proposals) == (128, 8, 500)
+    assert (paper.score_thr, paper.nms_pre, paper.box_nms_thr) == (0.05, 1000, 0.6)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="sizes_of_interest"):
+        CondInstConfig(name="condinst", num_classes=2, sizes_of_interest=(64, 32, 256, 512))
+    with pytest.raises(ValueError, match="num_classes"):
+        methods.build_method(CondInstConfig(name="condinst", num_classes=0, backbone="resnet_tiny"))
+
+
+# ---------------------------------------------------------------------------------------------
+# contract
+def test_losses_finite_with_empty_image_and_backward(model):
+    images, targets, _, _ = _batch()
+    model.train()
+    model.zero_grad()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_cls", "loss_box", "loss_ctr", "loss_mask"}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    sum_losses(losses).backward()
+    assert model.controller.weight.grad is not None and model.controller.weight.grad.abs().sum() > 0
+    assert model.bbox_pred.weight.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_all_empty_batch_keeps_every_head_in_the_graph(model):
+    images, targets, _, _ = _batch()
+    model.train()
+    model.zero_grad()
+    losses = model(images, [targets[1], targets[1]])
+    assert float(losses["loss_box"]) == 0 and float(losses["loss_mask"]) == 0
+    sum_losses(losses).backward()
+    assert model.controller.weight.grad is not None and model.ctrness.weight.grad is not None
+
+
+def test_bad_labels_name_the_image(model):
+    images, targets, _, _ = _batch()
+    bad = Targets(targets[0].masks, torch.tensor([0, NUM_CLASSES]), targets[0].boxes)
+    with pytest.raises(ValueError, match="image 0 of the batch"):
+        model(images, [bad, targets[1]])
+
+
+@pytest.mark.parametrize("kind", ["default", "none", "mask", "matrix"])
+def test_predict_valid_instances(model, kind):
+    images, _, sizes, orig = _batch()
+    model.eval()
+    model.cfg = replace(model.cfg, postprocess=kind, max_per_img=20)
+    try:
+        out = model.predict(images, sizes, orig)
+    finally:
+        model.cfg = replace(model.cfg, postprocess="default", max_per_img=100)
+    check_instances(out, orig, NUM_CLASSES)
+    assert all(0 < len(o) <= 20 for o in out)  # score_thr 0: candidates exist
+
+
+def test_masks_only_inside_the_image_region(model):
+    """Image 0 occupies 50 x 70 of the 64 x 96 padded tensor: its masks are resized from that region."""
+    images, _, sizes, _ = _batch()
+    model.eval()
+    raw = model.forward_test(images)
+    cand = model.candidates(raw, 0, sizes[0])
+    assert float(cand["boxes"][:, 2].max()) <= 70 and float(cand["boxes"][:, 3].max()) <= 50
+    probs = torch.ones(1, 16, 24)
+    probs[:, 13:, :] = 0  # rows >= 52 px (padding) are off
+    pasted = model.paste_masks(probs, (50, 70), (100, 140))
+    assert pasted.shape == (1, 100, 140) and bool(pasted.all())
+
+
+# ---------------------------------------------------------------------------------------------
+# real data
+def test_tiny_coco_batch_trains_and_predicts(shared_data, model):
+    from harness.config import DataConfig
+    from harness.data import build_dataset
+    from harness.data.types import collate
+
+    root = shared_data / "tiny_coco"
+    spec = f"coco:{root / 'annotations' / 'instances_val2017.json'}:{root / 'val2017'}"
+    ds = build_dataset(spec, "val", DataConfig(test_short_side=64, max_size=96), train=False)
+    batch = collate([ds[0], ds[1]], size_divisor=32)
+    cfg = replace(model.cfg, num_classes=ds.num_classes)
+    torch.manual_seed(0)
+    net = methods.build_method(cfg)
+    net.train()
+    losses = net(batch.images, batch.targets)
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_mask"]) > 0
+    sum_losses(losses).backward()
+    net.eval()
+    out = net.predict(batch.images, batch.image_sizes, batch.orig_sizes)
+    check_instances(out, batch.orig_sizes, ds.num_classes)
