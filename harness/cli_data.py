@@ -17,8 +17,7 @@ import json
 import sys
 import time
 
-from harness.config import PROFILES, ExperimentConfig, apply_overrides
-from harness.config import _profile_data_train as profile_configs
+from harness.config import PROFILES, ExperimentConfig, apply_overrides, profile_data_config
 from methods.config import MethodConfig
 
 
@@ -28,7 +27,7 @@ def data_config(profile: str, overrides: list[str]):
     Raises:
         ValueError: unknown profile, or an override outside ``data.*`` / a bad value.
     """
-    data = profile_configs(profile)[0]
+    data = profile_data_config(profile)
     bad = [o for o in overrides if not o.strip().startswith("data.")]
     if bad:
         raise ValueError(f"only data.* keys can be set here, got {bad}")

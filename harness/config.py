@@ -203,6 +203,11 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
     raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
 
 
+def profile_data_config(profile: str) -> DataConfig:
+    """The DataConfig of ``profile`` (for commands that need data but no method, e.g. ``data stats``)."""
+    return _profile_data_train(profile)[0]
+
+
 def make_config(method: str, profile: str = "quick", *, dataset: str | None = None,
                 val_dataset: str | None = None, seed: int = 0,
                 overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -351,13 +356,14 @@ def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
 def train_hash(cfg: ExperimentConfig) -> str:
     """Hash of everything that determines the trained weights (method, data, train, seed).
 
-    ``eval`` and ``timing`` and ``method.postprocess`` are excluded: a run is reused for every
-    evaluation / post-processing variant of the same training.
+    ``eval``, ``timing``, the validation data and the method's ``INFERENCE_ONLY`` fields (e.g.
+    ``postprocess``) are excluded: a run is reused for every evaluation of the same training.
     """
+    skip = {f"method.{f}" for f in type(cfg.method).INFERENCE_ONLY}
+    skip |= {"method.postprocess", "method.max_per_img", "train.device", "train.threads", "data.num_workers",
+             "data.val_dataset", "data.val_images", "data.test_short_side"}
     flat = {k: v for k, v in to_flat(cfg).items()
-            if k.split(".")[0] in ("method", "data", "train", "seed")
-            and k not in ("method.postprocess", "method.max_per_img", "train.device", "train.threads",
-                          "data.num_workers")}
+            if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
     blob = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

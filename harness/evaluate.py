@@ -398,6 +398,8 @@ def run_inference(method, dataset, *, device: torch.device | str, batch_size: in
                 batch = collate([dataset[i] for i in order[start:start + batch_size]], size_divisor)
                 if uses_gt:
                     method.set_ground_truth(dataset.coco, batch.image_ids, dataset.cat_ids)
+                if getattr(method, "uses_gt_semantics", False):  # CASNet oracle mode (Tables III-IV)
+                    method.set_ground_truth_semantics(batch.sem_segs)
                 preds = method.predict(batch.images.to(device), batch.image_sizes, batch.orig_sizes)
                 if len(preds) != len(batch.image_ids):
                     raise ValueError(f"{type(method).__name__}.predict returned {len(preds)} Instances for "

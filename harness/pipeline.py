@@ -97,7 +97,7 @@ def existing_keys(path: Path) -> set:
 
 def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess: list[str] | None = None,
                 do_time: bool = True, progress: bool = True, results_root: Path | None = None,
-                protocol: str = "coco", force: bool = False) -> list[dict]:
+                protocol: str = "coco", force: bool = False, panoptic: bool = False) -> list[dict]:
     """Train (or reuse) ``cfg``, evaluate once per post-processing kind, time, and record.
 
     Returns the records of this variant (new and already present).
@@ -128,6 +128,10 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             model = load_model(cfg, run_dir, device)
         model.cfg = vcfg.method  # post-processing is a config field read at predict time
         metrics, _ = evaluate_model(model, vcfg, val_ds, device, progress=progress, protocol=protocol)
+        if panoptic:
+            from harness.panoptic_eval import evaluate_panoptic
+            metrics.update(evaluate_panoptic(model, val_ds, device, size_divisor=cfg.data.size_divisor,
+                                             progress=progress))
         timing = None
         if do_time and is_trainable(cfg):  # oracles read the GT: timing them measures nothing
             tdev = dist_utils.resolve_device(vcfg.timing.device)

@@ -42,6 +42,7 @@ class Variant:
     time: bool = False
     val_dataset: str | None = None
     protocol: str = "coco"
+    panoptic: bool = False
 
 
 @dataclass
@@ -99,9 +100,27 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     study = load_study(name)
     if not only_report:
         for v, _seed, cfg in study.configs(profile, seeds, tuple(overrides or ())):
+            cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
             run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
-                        do_time=v.time, progress=progress, protocol=v.protocol)
+                        do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic)
     return write_study_report(study)
+
+
+def resolve_references(study: Study, cfg, profile, extra, progress: bool):
+    """Replace ``method.semantic_checkpoint="@<variant>"`` by the final weights of that variant's run at the
+    same seed, training it first if needed (CASNet's separated mode: a separately trained semantic model)."""
+    from dataclasses import replace
+
+    from harness.pipeline import ensure_trained
+    ref = getattr(cfg.method, "semantic_checkpoint", "")
+    if not ref or not ref.startswith("@"):
+        return cfg
+    target = ref[1:]
+    for v, seed, rcfg in study.configs(profile, None, extra):
+        if v.name == target and seed == cfg.seed:
+            _, run_dir = ensure_trained(rcfg, progress=progress)
+            return replace(cfg, method=replace(cfg.method, semantic_checkpoint=str(run_dir / "model_final.pth")))
+    raise KeyError(f"study {study.name}: semantic_checkpoint refers to unknown variant {target!r}")
 
 
 def study_records(study_name: str) -> list[dict]:

@@ -96,6 +96,9 @@ class _EpochPerm:
 def resolve_num_classes(cfg: ExperimentConfig, dataset) -> ExperimentConfig:
     """Fill ``method.num_classes`` from the dataset when it is 0; check it otherwise."""
     n = len(dataset.class_names)
+    stuff = len(getattr(dataset, "stuff_names", []) or [])
+    if getattr(cfg.method, "num_stuff", None) == 0 and stuff and getattr(cfg.method, "mode", "") == "panoptic":
+        cfg = replace(cfg, method=replace(cfg.method, num_stuff=stuff))
     if cfg.method.num_classes == 0:
         return replace(cfg, method=replace(cfg.method, num_classes=n))
     if cfg.method.num_classes != n:

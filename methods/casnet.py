@@ -140,6 +140,9 @@ class CASNetConfig(MethodConfig):
     score_mode: Literal["prob_x_sem", "prob"] = "prob_x_sem"
     use_full_res_grouping: bool = True
 
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = (
+        "postprocess", "max_per_img", "use_gt_semantics", "train_mode", "semantic_checkpoint", "seed_thr",
+        "nms_thr", "nms_pre", "tie_iou_eps", "score_mode", "use_full_res_grouping")
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         "smoke": dict(fpn_channels=16, fuse_channels=16, head_channels=16, head_convs=1, num_groups=4),
         "quick": dict(fpn_channels=32, fuse_channels=32, head_channels=32, head_convs=2, num_groups=8),

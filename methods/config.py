@@ -34,6 +34,8 @@ class MethodConfig:
     max_per_img: int = 100
 
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {}
+    # fields read only at inference: changing them re-uses the trained weights (excluded from train_hash)
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("postprocess", "max_per_img")
 
     def __post_init__(self) -> None:
         if self.num_classes < 0:

@@ -129,6 +129,9 @@ class SOLOv2Config(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # normalise lists (JSON round trips, --set) to hashable tuples
+        object.__setattr__(self, "num_grids", tuple(int(s) for s in self.num_grids))
+        object.__setattr__(self, "scale_ranges", tuple((int(lo), int(hi)) for lo, hi in self.scale_ranges))
         n = len(LEVEL_STRIDES)
         if len(self.num_grids) != n or len(self.scale_ranges) != n:
             raise ValueError(f"solov2: num_grids and scale_ranges need {n} levels, got "
