@@ -254,9 +254,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
             now = time.perf_counter()
             ips = n_images / max(now - t_last, 1e-9)
             n_images, t_last = 0, now
-            bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{ips:.1f}")
-            rec = {"iter": it, "lr": optimizer.param_groups[0]["lr"], "loss": float(loss), "img_s": ips,
-                   **{k: float(v) for k, v in losses.items()}}
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{ips:.1f}")
+            rec = {"iter": it, "lr": optimizer.param_groups[0]["lr"], "loss": float(loss.detach()), "img_s": ips,
+                   **{k: float(v.detach()) for k, v in losses.items()}}
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         if it % tc.checkpoint_period == 0 or it == tc.max_iter or (stop_after is not None and it >= stop_after):

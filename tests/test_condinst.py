@@ -159,6 +159,18 @@ def test_predict_valid_instances(model, kind):
     assert all(0 < len(o) <= 20 for o in out)  # score_thr 0: candidates exist
 
 
+def test_no_candidate_gives_empty_instances_at_original_size(model):
+    images, _, sizes, orig = _batch()
+    model.eval()
+    model.cfg = replace(model.cfg, score_thr=1.0)  # sigmoid products never exceed 1
+    try:
+        out = model.predict(images, sizes, orig)
+    finally:
+        model.cfg = replace(model.cfg, score_thr=0.0)
+    check_instances(out, orig, NUM_CLASSES)
+    assert [len(o) for o in out] == [0, 0] and out[0].masks.shape == (0, 100, 140)
+
+
 def test_masks_only_inside_the_image_region(model):
     """Image 0 occupies 50 x 70 of the 64 x 96 padded tensor: its masks are resized from that region."""
     images, _, sizes, _ = _batch()

@@ -74,6 +74,20 @@ def test_profiles_through_harness_config():
     assert paper.backbone == "resnet50" and paper.num_grids == (40, 36, 24, 16, 12)
 
 
+def test_set_overrides_and_flat_round_trip():
+    import json
+
+    from harness.config import from_flat, make_config, to_flat
+
+    cfg = make_config("solov2", "quick", overrides=[
+        "method.scale_ranges=((1,20),(10,40),(20,80),(40,160),(80,2048))", "method.use_aml=true",
+        "method.aml_centroid_units=normalized"])
+    assert cfg.method.scale_ranges[0] == (1, 20) and cfg.method.use_aml
+    assert from_flat(json.loads(json.dumps(to_flat(cfg)))) == cfg  # lists come back as tuples
+    with pytest.raises(ValueError, match="mask_px"):
+        make_config("solov2", "quick", overrides=["method.aml_centroid_units=cm"])
+
+
 def test_building_blocks():
     x = torch.zeros(2, 5, 3, 4)
     c = coord_features(x)
