@@ -2,7 +2,18 @@
 PYTHON ?= python
 PROFILE ?= quick
 SEEDS ?= 3
+JOBS ?= 1
 STUDY_ARGS = --profile $(PROFILE) --seeds $(SEEDS)
+
+# run study $(1); with JOBS=N > 1, N processes share it (one torch thread each), then the report is written
+define run_study
+	@if [ "$(JOBS)" = "1" ]; then $(PYTHON) -m harness study $(1) $(STUDY_ARGS); else \
+	  pids=""; for i in $$(seq 0 $$(($(JOBS)-1))); do \
+	    $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
+	    pids="$$pids $$!"; done; \
+	  for p in $$pids; do wait $$p || exit 1; done; \
+	  $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --report-only; fi
+endef
 
 .PHONY: install main test test-fast lint bench reports clean \
 	ablation-table1 ablation-table2 ablation-table3 \
@@ -42,33 +53,33 @@ coco-real:
 		--val-dataset coco:../shared/data/tiny_coco/annotations/instances_val2017.json:../shared/data/tiny_coco/val2017
 
 ablation-table1:
-	$(PYTHON) -m harness study ablation_table1 $(STUDY_ARGS)
+	$(call run_study,ablation_table1)
 ablation-table2:
-	$(PYTHON) -m harness study comparison_table2 $(STUDY_ARGS)
+	$(call run_study,comparison_table2)
 ablation-table3:
-	$(PYTHON) -m harness study street_table3 $(STUDY_ARGS)
+	$(call run_study,street_table3)
 
 uniinst-table1:
-	$(PYTHON) -m harness study uniinst_table1 $(STUDY_ARGS)
+	$(call run_study,uniinst_table1)
 uniinst-table4:
-	$(PYTHON) -m harness study uniinst_table4 $(STUDY_ARGS)
+	$(call run_study,uniinst_table4)
 uniinst-table5:
-	$(PYTHON) -m harness study uniinst_table5 $(STUDY_ARGS)
+	$(call run_study,uniinst_table5)
 uniinst-table6:
-	$(PYTHON) -m harness study uniinst_table6 $(STUDY_ARGS)
+	$(call run_study,uniinst_table6)
 uniinst-table7:
-	$(PYTHON) -m harness study uniinst_table7 $(STUDY_ARGS)
+	$(call run_study,uniinst_table7)
 uniinst-table8:
-	$(PYTHON) -m harness study uniinst_table8 $(STUDY_ARGS)
+	$(call run_study,uniinst_table8)
 
 casnet-table1:
-	$(PYTHON) -m harness study casnet_table1 $(STUDY_ARGS)
+	$(call run_study,casnet_table1)
 casnet-table2:
-	$(PYTHON) -m harness study casnet_table2 $(STUDY_ARGS)
+	$(call run_study,casnet_table2)
 casnet-table3:
-	$(PYTHON) -m harness study casnet_table3 $(STUDY_ARGS)
+	$(call run_study,casnet_table3)
 casnet-table4:
-	$(PYTHON) -m harness study casnet_table4 $(STUDY_ARGS)
+	$(call run_study,casnet_table4)
 
 clean:
 	rm -rf work_dirs .cache .pytest_cache .benchmarks

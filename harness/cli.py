@@ -102,8 +102,15 @@ def cmd_compare(args) -> int:
 
 def cmd_study(args) -> int:
     from harness.studies import run_study
+    try:
+        i, n = (int(x) for x in args.shard.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
+        return 2
     run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
-              only_report=args.report_only, overrides=args.overrides)
+              only_report=args.report_only, overrides=args.overrides, shard=(i, n))
     return 0
 
 
@@ -153,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--report-only", action="store_true", help="only regenerate the report from records")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="run only every N-th (variant, seed) starting at I, to share a study between processes")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_study)
 
@@ -160,12 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    for mod in ("harness.cli_data", "harness.cli_eval"):
-        try:
-            __import__(mod, fromlist=["register"]).register(sub)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+    from harness import cli_data, cli_eval
+    cli_data.register(sub)
+    ev = cli_eval.register(sub)
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --run: config override, e.g. --set method.score_thr=0.05")
+    ev.add_argument("--val-dataset", default=None, help="with --run: evaluate on this dataset spec instead")
+    ev.add_argument("--postprocess", default=None, help="with --run: post-processing variant (matrix, mask, none, ...)")
     return parser
 
 

@@ -187,8 +187,8 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
     if profile == "quick":
         return (DataConfig(train_images=1000, val_images=200, image_size=128, train_short_sides=(128,),
                            test_short_side=128),
-                TrainConfig(max_iter=1500, batch_size=8, base_lr=0.02, warmup_iters=100,
-                            steps=(1200, 1400), checkpoint_period=500),
+                TrainConfig(max_iter=1300, batch_size=8, base_lr=0.04, warmup_iters=100,
+                            steps=(1080, 1240), checkpoint_period=250),
                 EvalConfig(),
                 TimingConfig(warmup_iters=5, num_images=50))
     if profile == "paper":

@@ -242,7 +242,7 @@ def _check_rle(seg: Any, hw: tuple[int, int], what: str) -> None:
 def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: bool = True,
                    class_names: Sequence[str] | None = None, img_ids: Iterable[int] | None = None,
                    cat_ids: Sequence[int] | None = None, use_cats: bool = True,
-                   max_dets: int = 100, source: str | None = None) -> dict:
+                   max_dets: int = 100, source: str | None = None, area_scale: float = 1.0) -> dict:
     """COCO mask AP / AR of ``results`` against ``gt`` (pycocotools ``COCOeval`` segm).
 
     Args:
@@ -258,6 +258,10 @@ def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: 
         use_cats: ``params.useCats`` (0 = class-agnostic matching).
         max_dets: ``params.maxDets = [1, 10, max_dets]`` (>= 10; AP and AR100 use ``max_dets``).
         source: name of the results file for error messages (set automatically for a path).
+        area_scale: multiplies COCO's small / medium thresholds (32^2, 96^2 px^2) in ``params.areaRng``.
+            1.0 (the standard protocol) for real data; the synthetic presets record their canvas scale
+            in the annotation file's ``info["coco_area_scale"]`` so that APs / APm / APl bucket their
+            objects as COCO's would on a COCO-sized image.  Recorded in the output as ``area_scale``.
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}``
         (float, x100; NaN where pycocotools gives -1), ``"stats"`` (the raw 12 ``COCOeval.stats``),
@@ -285,6 +289,9 @@ def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: 
     p.catIds = cats
     p.useCats = int(bool(use_cats))
     p.maxDets = [1, 10, int(max_dets)]
+    if area_scale != 1.0:
+        t1, t2 = 32.0**2 * area_scale, 96.0**2 * area_scale
+        p.areaRng = [[0.0, 1e10], [0.0, t1], [t1, t2], [t2, 1e10]]
     with _quiet():
         evaluator.evaluate()
         evaluator.accumulate()
@@ -294,6 +301,7 @@ def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: 
                            for name, s in zip(STAT_NAMES, stats)}
     out["stats"] = stats
     out["n_results"] = len(results)
+    out["area_scale"] = float(area_scale)
     if per_class and use_cats:
         names = list(class_names) if class_names is not None else [coco_gt.cats[c]["name"] for c in cats]
         precision = np.asarray(evaluator.eval["precision"])  # (T iou, R recall, K cats, A areas, M maxDets)
@@ -435,6 +443,8 @@ def evaluate_results(dataset, results: list[dict], eval_cfg, *, protocol: str | 
         return ochuman_eval(dataset.coco, results, backend=eval_cfg.backend)
     if protocol != "coco":
         raise ValueError(f"unknown evaluation protocol {protocol!r}; valid: coco, ochuman")
+    info = dataset.coco.dataset.get("info")
+    area_scale = float(info.get("coco_area_scale", 1.0)) if isinstance(info, dict) else 1.0
     return coco_segm_eval(dataset.coco, results, backend=eval_cfg.backend, per_class=eval_cfg.per_class,
                           class_names=list(dataset.class_names), img_ids=list(dataset.image_ids),
-                          cat_ids=list(dataset.cat_ids), max_dets=eval_cfg.max_dets)
+                          cat_ids=list(dataset.cat_ids), max_dets=eval_cfg.max_dets, area_scale=area_scale)

@@ -95,14 +95,25 @@ def known_studies() -> list[str]:
 
 
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
-              only_report: bool = False, overrides: list[str] | None = None) -> tuple[Path, Path]:
+              only_report: bool = False, overrides: list[str] | None = None,
+              shard: tuple[int, int] = (0, 1)) -> tuple[Path, Path] | None:
+    """Run every (variant, seed) of study ``name`` not yet recorded, then write its report.
+
+    ``shard=(i, n)``: this process takes the runs whose index is i modulo n, so n processes (e.g. one per
+    core, each with ``--set train.threads=1``) share a study; records are appended under a file lock.
+    Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
+    """
     from harness.pipeline import run_variant
     study = load_study(name)
     if not only_report:
-        for v, _seed, cfg in study.configs(profile, seeds, tuple(overrides or ())):
+        for k, (v, _seed, cfg) in enumerate(study.configs(profile, seeds, tuple(overrides or ()))):
+            if k % shard[1] != shard[0]:
+                continue
             cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
             run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
                         do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic)
+    if shard[0] != 0:
+        return None
     return write_study_report(study)
 
 

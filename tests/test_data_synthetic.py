@@ -74,7 +74,7 @@ def test_json_is_valid_coco(tmp_path, preset):
     data = json.loads(ann.read_text())
     names = STREET_CLASSES if preset == "shapes-street" else SHAPE_CLASSES
     assert [c["name"] for c in data["categories"]] == list(names)
-    assert data["info"]["coco_area_scale"] == coco_area_scale(64) == 0.01
+    assert data["info"]["coco_area_scale"] == coco_area_scale(64) == (64 / 256) ** 2
     assert len(data["images"]) == 3 and data["annotations"]
     for a in data["annotations"]:
         rle = {"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()}

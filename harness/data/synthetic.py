@@ -14,7 +14,7 @@ random unlabelled clutter lines, random object colours and shading, pixel noise)
   per image, few overlaps (boxes placed with IoU <= 0.1, so the overlap density is about 0), and a
   COCO-like size mix: 40 % small / 35 % medium / 25 % large.  The size thresholds are COCO's in
   absolute COCO pixels, ``COCO_AREA_THRESHOLDS_PX2 = (32**2, 96**2)``, on COCO images whose long side
-  is ``COCO_REFERENCE_SIZE_PX = 640``; on the canvas they scale by ``(image_size / 640) ** 2``
+  is ``COCO_REFERENCE_SIZE_PX = 256``; on the canvas they scale by ``(image_size / 640) ** 2``
   (``coco_area_scale``).  On a 128-px canvas the scale is 1/25: small < 40.96 px^2 (about 6.4 x 6.4
   px), medium < 368.64 px^2 (about 19.2 x 19.2 px), large up to a quarter of the canvas.  The scale
   is recorded in the JSON ``info["coco_area_scale"]``; note that COCOeval's own APs/APm/APl use the
@@ -49,13 +49,13 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PRESETS = ("shapes-coco", "shapes-ochuman", "shapes-street")
 SHAPE_CLASSES = ("circle", "square", "triangle", "ellipse", "star", "cross")
 STREET_CLASSES = ("car", "pedestrian", "truck", "bus", "rider")
 STREET_STUFF = ("road", "sky", "building")
 COCO_AREA_THRESHOLDS_PX2 = (32**2, 96**2)
-COCO_REFERENCE_SIZE_PX = 640
+COCO_REFERENCE_SIZE_PX = 256
 SIZE_MIX = (0.40, 0.35, 0.25)
 IGNORE_LABEL = 255
 MIN_VISIBLE_PX = 4
