@@ -24,7 +24,7 @@ def casnet_variants(mode: str, *, gt_semantics: bool = False) -> tuple[Variant, 
                   panoptic=panoptic)
     joint = Variant("casnet (joint)", "casnet", overrides=base, panoptic=panoptic)
     sep = Variant("casnet (separated)", "casnet",
-                  overrides=base + ("method.train_mode=separated", "method.semantic_checkpoint=@semantic model"),
+                  overrides=base + ("method.semantic_checkpoint=@semantic model", "method.train_mode=separated"),
                   panoptic=panoptic)
     out = (sem, joint, sep)
     if gt_semantics:

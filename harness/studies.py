@@ -205,8 +205,16 @@ def training_notes(records: list[dict]) -> list[str]:
                      f"{tr.get('iterations')} iterations x batch {c.get('train.batch_size')} from "
                      f"{'scratch' if not c.get('method.pretrained') else c.get('method.pretrained')} "
                      f"(backbone {c.get('method.backbone')}), {tr.get('wall_s', 0) / 60:.1f} min on "
-                     f"{(r.get('env') or {}).get('device_name', '?')}.")
+                     f"{_device_of(r)}.")
     return list(seen.values())
+
+
+def _device_of(r: dict) -> str:
+    t = (r.get("timing") or {}).get("protocol") or {}
+    if t.get("device_name"):
+        return t["device_name"]
+    env = r.get("env") or {}
+    return f"{env.get('device_type', '?')} ({env.get('cpu_count', '?')} cores)"
 
 
 def timing_note(records: list[dict]) -> list[str]:

@@ -39,9 +39,17 @@ def _sync(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
+    """GPU name, or the CPU model (``/proc/cpuinfo`` on Linux) with its logical core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import os
+    return f"{model or platform.processor() or platform.machine() or 'cpu'} ({os.cpu_count()} cores)"
 
 
 def summarize_ms(values_ms: list[float]) -> dict:

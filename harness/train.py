@@ -129,17 +129,29 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration:
 
 
 def load_weights(model: torch.nn.Module, run_dir: Path) -> None:
-    """Load the final (or, failing that, the last) weights of a run into ``model``."""
+    """Load the final (or, failing that, the last) weights of a run into ``model``.
+
+    Submodules whose weights come from elsewhere (listed by the model as ``external_state_prefixes``, e.g.
+    CASNet's separately trained semantic model) may be absent from the run's weights; any other missing or
+    unexpected key is an error.
+    """
     run_dir = Path(run_dir)
     final = run_dir / "model_final.pth"
-    if final.is_file():
-        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        return
     last = run_dir / "checkpoints" / "last.pth"
-    if last.is_file():
-        model.load_state_dict(torch.load(last, map_location="cpu", weights_only=False)["model"])
+    if final.is_file():
+        state = torch.load(final, map_location="cpu", weights_only=True)
+    elif last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False)["model"]
+    else:
+        raise FileNotFoundError(f"run {run_dir} has no weights (model_final.pth or checkpoints/last.pth)")
+    prefixes = tuple(getattr(model, "external_state_prefixes", ()))
+    if not prefixes:
+        model.load_state_dict(state)
         return
-    raise FileNotFoundError(f"run {run_dir} has no weights (model_final.pth or checkpoints/last.pth)")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith(prefixes)] + list(unexpected)
+    if bad:
+        raise RuntimeError(f"run {run_dir}: weights do not fit the model (first keys: {bad[:5]})")
 
 
 def build_train_dataset(cfg: ExperimentConfig):

@@ -151,8 +151,8 @@ class CASNetConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode == "panoptic" and self.num_stuff <= 0:
-            raise ValueError("casnet: mode='panoptic' needs num_stuff > 0")
+        if self.num_stuff < 0:
+            raise ValueError(f"casnet: num_stuff must be >= 0, got {self.num_stuff}")
         if self.num_stuff < 0:
             raise ValueError(f"casnet: num_stuff must be >= 0, got {self.num_stuff}")
         if self.train_mode == "separated" and not self.semantic_checkpoint:
@@ -398,12 +398,12 @@ def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, 
 
     if sem_seg is not None:
         sem_t = sem_seg.to(dev).long()[yi][:, xi].clone()
-        bad = (sem_t != IGNORE) & ((sem_t < 0) | (sem_t >= num_things + num_stuff))
+        if mode == "instance":  # every stuff label (whatever the number of stuff classes) is background
+            sem_t[(sem_t >= num_things) & (sem_t != IGNORE)] = num_things
+        bad = (sem_t != IGNORE) & ((sem_t < 0) | (sem_t >= num_things + max(num_stuff, mode == "instance")))
         if bool(bad.any()):
             raise ValueError(f"casnet: sem_seg labels {torch.unique(sem_t[bad]).tolist()} outside "
                              f"[0, {num_things + num_stuff}) and != {IGNORE}")
-        if mode == "instance":
-            sem_t[(sem_t >= num_things) & (sem_t != IGNORE)] = num_things
     elif mode == "panoptic":
         raise ValueError("casnet: mode='panoptic' needs the semantic map (sem_seg) of every image")
     else:
@@ -538,6 +538,9 @@ class CASNet(Method):
         super().__init__(cfg)
         if cfg.num_classes <= 0:
             raise ValueError("casnet: num_classes must be > 0 (the harness sets it from the dataset)")
+        if cfg.mode == "panoptic" and cfg.num_stuff <= 0:
+            raise ValueError("casnet: mode='panoptic' needs num_stuff > 0 (the harness sets it from the dataset's "
+                             "stuff classes; shapes-street has 3)")
         self.num_things = cfg.num_classes
         self.num_sem = cfg.num_classes + (cfg.num_stuff if cfg.mode == "panoptic" else 1)
         self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
@@ -548,6 +551,8 @@ class CASNet(Method):
         self.common_head = FCNHead(c, n, cfg.head_convs, 4, g)
         self.prob_head = FCNHead(c, n, cfg.head_convs, self.num_things, g, bias_init=-math.log(99.0))
         self.semantic_model: SemanticNet | None = None
+        # the separated semantic model's weights come from semantic_checkpoint, not from this run's weights
+        self.external_state_prefixes = ("semantic_model.",)
         if cfg.train_mode == "separated":
             self.semantic_model = SemanticNet(cfg, self.num_sem)
             self.load_semantic_weights(_read_state_dict(cfg.semantic_checkpoint), cfg.semantic_checkpoint)

@@ -217,8 +217,8 @@ def test_registered_and_profiles():
 
     cfg = make_config("casnet", "smoke").method
     assert cfg.fpn_channels == 16 and cfg.backbone == "resnet_narrow"
-    with pytest.raises(ValueError, match="num_stuff"):
-        small_cfg(mode="panoptic")
+    with pytest.raises(ValueError, match="num_stuff"):  # resolved from the dataset, checked when built
+        CASNet(small_cfg(mode="panoptic"))
     with pytest.raises(ValueError, match="semantic_checkpoint"):
         small_cfg(train_mode="separated")
     with pytest.raises(ValueError, match="postprocess"):
