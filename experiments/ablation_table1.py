@@ -30,9 +30,14 @@ def variant_name(levels: tuple[int, int, int]) -> str:
 
 
 ORDER = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
+# AML's centroid term in normalised units: the literal unit (stride-4 mask pixels, the SOLOv2 default field value)
+# makes the mask loss ~30 at this scale and training never recovers (AP 0.0 in the quick profile; those runs are
+# kept in results/ablation_aml_mask_px/). Applied to the AML rows only, so the other rows keep their runs.
+AML_SETTINGS = ("method.aml_centroid_units=normalized",)
 VARIANTS = tuple(
     Variant(name=variant_name(lv), method="solov2",
-            overrides=tuple(f"method.{f}={'true' if x else 'false'}" for (f, _), x in zip(FACTORS, lv)))
+            overrides=tuple(f"method.{f}={'true' if x else 'false'}" for (f, _), x in zip(FACTORS, lv))
+            + (AML_SETTINGS if lv[2] else ()))
     for lv in ORDER)
 PAPER = {variant_name(lv): {"AP": ap, "APs": aps} for lv, (ap, aps) in PAPER_ROWS.items()}
 
@@ -59,29 +64,26 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     for i, (_, label) in enumerate(FACTORS):
         df[label] = [lv_of[v][i] for v in df["variant"]]
     factors = [label for _, label in FACTORS]
-    effect_tables, effects = [], {}
-    for mi, metric in enumerate(("AP", "APs")):
-        eff = factorial_effects(df, factors, metric)
-        pe = paper_effects(mi)
-        eff = eff.copy()
-        eff["paper effect"] = [pe.get(t, float("nan")) for t in eff["term"]]
-        effects[metric] = eff
-        effect_tables.append((f"Factorial effects on {metric} (ours: effect = mean(+) − mean(−), "
-                              "95 % CI and p from the OLS fit of the full 2^3 model over seeds)",
-                              _fmt_effects(eff)))
-    # claims of the paper, each with a verdict
-    claims = []
-    ap = effects["AP"].set_index("term")
-    aps = effects["APs"].set_index("term")
-    for label, _metric, tab, text in (
-            ("CSPAM", "AP", ap, "CSPAM raises AP"),
-            ("TWFPN+CSMF", "AP", ap, "TWFPN + CSMF raises AP"),
-            ("TWFPN+CSMF", "APs", aps, "TWFPN + CSMF raises AP_S (small objects)"),
-            ("AML", "AP", ap, "AML raises AP")):
-        r = tab.loc[label]
-        claims.append({"claim (paper)": text, "paper effect": f"{r['paper effect']:+.2f}",
-                       "ours": f"{r['effect']:+.2f} ± {r['ci']:.2f} (p={r['p']:.3f})",
-                       "verdict": verdict(r["effect"], r["ci"], r["p"], r["paper effect"])})
+    missing = [variant_name(lv) for lv in ORDER if df[df["variant"] == variant_name(lv)].empty]
+    effect_tables, effects, claims = [], {}, []
+    if not missing:
+        for mi, metric in enumerate(("AP", "APs")):
+            eff = factorial_effects(df, factors, metric).copy()
+            pe = paper_effects(mi)
+            eff["paper effect"] = [pe.get(t, float("nan")) for t in eff["term"]]
+            effects[metric] = eff
+            effect_tables.append((f"Factorial effects on {metric} (ours: effect = mean(+) − mean(−), "
+                                  "95 % CI and p from the OLS fit of the full 2^3 model over seeds)",
+                                  _fmt_effects(eff)))
+        ap = effects["AP"].set_index("term")
+        aps = effects["APs"].set_index("term")
+        for label, tab, text in (("CSPAM", ap, "CSPAM raises AP"), ("TWFPN+CSMF", ap, "TWFPN + CSMF raises AP"),
+                                 ("TWFPN+CSMF", aps, "TWFPN + CSMF raises AP_S (small objects)"),
+                                 ("AML", ap, "AML raises AP")):
+            r = tab.loc[label]
+            ours = f"{r['effect']:+.2f}" + (f" ± {r['ci']:.2f} (p={r['p']:.3f})" if r["ci"] == r["ci"] else "")
+            claims.append({"claim (paper)": text, "paper effect": f"{r['paper effect']:+.2f}", "ours": ours,
+                           "verdict": verdict(r["effect"], r["ci"], r["p"], r["paper effect"])})
     base = df[df["variant"] == names[0]]
     full = df[df["variant"] == names[-1]]
     from harness.studies import diff_stats
@@ -91,7 +93,12 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
                        "paper effect": f"{paper_d:+.2f}",
                        "ours": f"{d:+.2f}" + (f" ± {hw:.2f} (p={p:.3f})" if hw is not None else ""),
                        "verdict": verdict(d, hw, p, paper_d)})
-    notes = [
+    seeds_per_row = df.groupby("variant").size()
+    status = [] if (not missing and seeds_per_row.min() >= study.seeds) else [
+        f"Incomplete study: {len(df)} of {len(ORDER) * study.seeds} runs recorded"
+        + (f"; rows without a run: {', '.join(missing)} (the factorial analysis needs every cell)" if missing else "")
+        + ". `make ablation-table1` resumes where it stopped (finished runs and records are reused)."]
+    notes = status + [
         "Paper: COCO train2017 / val, ResNet-50-FPN, GPU training. Ours: synthetic `shapes-coco` at the quick "
         "profile (narrow ResNet from scratch, CPU). Absolute AP values are not comparable; the question is "
         "whether the *effects* (differences) hold.",
@@ -100,9 +107,28 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "contains 0; otherwise inconclusive at this scale.",
         "The paper's own effects are computed from its single-run table with the same ±1 coding "
         "(no replicates, so no p-values).",
+        "CSPAM is built as the paper's text reads (section 2.1): theta multiplies the reduced map T1 before the "
+        "concatenation with the attention output T2, and starts at 0, so at initialisation the module passes "
+        "only the attention path (`methods/backbones/cspam.py`, `theta_on='reduced'`). The DANet-style reading "
+        "(theta scales the attention, the block starts as the reduced identity path, `theta_on='attention'`) "
+        "exists in the module but is not a run of this table; a CSPAM loss here may come from that reading "
+        "or from the half-width CSP stages trained from scratch.",
+        "AML rows use `method.aml_centroid_units=normalized` (centroids in [0, 1] image units). With the literal "
+        "unit (stride-4 mask pixels) the centroid term dominates the mask loss (~30) and the quick-profile runs "
+        "reach AP 0.0; those records are kept in `results/ablation_aml_mask_px/runs.jsonl`.",
     ]
 
     def figure(fig):
+        if not effects:  # incomplete design: show the rows instead of the effects
+            ax = fig.add_subplot(1, 1, 1)
+            rows = [n for n in names if not df[df["variant"] == n].empty]
+            ax.barh(rows, [df[df["variant"] == n]["AP"].mean() for n in rows], color="#4C72B0", label="ours")
+            ax.scatter([PAPER[n]["AP"] for n in rows], rows, marker="x", color="#C44E52", label="paper", zorder=3)
+            ax.invert_yaxis()
+            ax.set_xlabel("mask AP (ours: mean over the seeds run so far)")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            return
         for k, metric in enumerate(("AP", "APs")):
             ax = fig.add_subplot(1, 2, k + 1)
             eff = effects[metric]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,9 @@ def training_notes(records: list[dict]) -> list[str]:
         seen[key] = (f"`{r['method']}`: profile {c.get('profile')}, trained on `{c.get('data.dataset')}` for "
                      f"{tr.get('iterations')} iterations x batch {c.get('train.batch_size')} from "
                      f"{'scratch' if not c.get('method.pretrained') else c.get('method.pretrained')} "
-                     f"(backbone {c.get('method.backbone')}), {tr.get('wall_s', 0) / 60:.1f} min on "
+                     f"(backbone {c.get('method.backbone')}), images resized to short side "
+                     f"{c.get('data.train_short_sides')} (test {c.get('data.test_short_side')}), "
+                     f"{tr.get('wall_s', 0) / 60:.1f} min on "
                      f"{_device_of(r)}.")
     return list(seen.values())
 
@@ -277,7 +280,10 @@ def run_compare(names: list[str], *, study: str = "compare", profile: str = "qui
     spec = default_report(st, records)
     notes = spec.notes + training_notes(records)
     from harness.records import records_path
-    cmd = f"python -m harness compare --methods {','.join(names)} --dataset {ds} --profile {profile}"
+    cmd = (f"python -m harness compare --methods {','.join(names)} --dataset {ds} --profile {profile} --study {study}"
+           + (f" --val-dataset {val_dataset}" if val_dataset else "") + (f" --seeds {seeds}" if seeds != 1 else "")
+           + (f" --postprocess {','.join(postprocess)}" if postprocess else "")
+           + "".join(f" --set {shlex.quote(o)}" for o in overrides or ()))
     md, png = write_report(st.name, spec.tables, notes, spec.figure, title=st.title,
                            sources=[records_path(st.name)], command=cmd)
     return Path(md).read_text()

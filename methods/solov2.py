@@ -557,4 +557,5 @@ class SOLOv2(Method):
 
 # The improved SOLOv2 of improved-solov2-location-attention.md: SOLOv2 with all three toggles on (a preset of
 # the same class, never a fork).
-register_preset("solov2_improved", "solov2", use_cspam=True, use_twfpn_csmf=True, use_aml=True)
+register_preset("solov2_improved", "solov2", use_cspam=True, use_twfpn_csmf=True, use_aml=True,
+                aml_centroid_units="normalized")
