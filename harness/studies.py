@@ -257,54 +257,82 @@ def default_report(study: Study, records: list[dict]) -> ReportSpec:
     return ReportSpec(tables=[("Results", table)], notes=notes, figure=figure)
 
 
+def _compare_study(study: str, spec: dict) -> Study:
+    variants = tuple(Variant(name=n, method=n, postprocess=tuple(spec["postprocess"]) if spec["postprocess"] else None,
+                             time=spec["do_time"], protocol=spec["protocol"]) for n in spec["methods"])
+    return Study(name=study, title=f"Comparison: {', '.join(spec['methods'])} on {spec['dataset']}",
+                 source="user comparison", variants=variants, dataset=spec["dataset"],
+                 val_dataset=spec["val_dataset"] or "", profile=spec["profile"], seeds=spec["seeds"],
+                 overrides=tuple(spec["overrides"]))
+
+
 def run_compare(names: list[str], *, study: str = "compare", profile: str = "quick", dataset: str | None = None,
                 val_dataset: str | None = None, seeds: int = 1, overrides: list[str] | None = None,
                 postprocess: list[str] | None = None, do_time: bool = True, progress: bool = True,
                 protocol: str = "coco") -> str:
-    """``python -m harness compare``: run each method x seed, then write reports/<study>.md + .png."""
-    variants = tuple(Variant(name=n, method=n, postprocess=tuple(postprocess) if postprocess else None,
-                             time=do_time, protocol=protocol) for n in names)
-    ds = dataset or make_config(names[0], profile).data.dataset
-    st = Study(name=study, title=f"Comparison: {', '.join(names)} on {ds}", source="user comparison",
-               variants=variants, dataset=ds, val_dataset=val_dataset or "", profile=profile, seeds=seeds,
-               overrides=tuple(overrides or ()))
-    from harness.pipeline import run_variant
+    """``python -m harness compare``: run each method x seed, then write reports/<study>.md + .png.
+
+    The invocation is saved as ``results/<study>/compare.json`` so that ``python -m harness report`` can
+    regenerate the report from the records alone.
+    """
+    import json
+
+    from harness.pipeline import build_split, run_variant
+    from harness.records import records_path
+    from harness.runs import atomic_write_text
+    spec = {"methods": list(names), "dataset": dataset or make_config(names[0], profile).data.dataset,
+            "val_dataset": val_dataset, "profile": profile, "seeds": seeds, "overrides": list(overrides or ()),
+            "postprocess": list(postprocess) if postprocess else None, "do_time": do_time, "protocol": protocol}
+    st = _compare_study(study, spec)
     for v, _seed, cfg in st.configs():
         run_variant(st.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
                     do_time=v.time, progress=progress, protocol=v.protocol)
-    # the report covers this invocation's variants only
-    keep = {v.name for v in variants}
-    records = [r for r in study_records(st.name) if r["variant"].split("[")[0] in keep
-               and r.get("data", {}).get("dataset") == (val_dataset or _val_name(st))]
-    from harness.report import write_report
-    spec = default_report(st, records)
-    notes = spec.notes + training_notes(records)
-    from harness.records import records_path
-    cmd = (f"python -m harness compare --methods {','.join(names)} --dataset {ds} --profile {profile} --study {study}"
-           + (f" --val-dataset {val_dataset}" if val_dataset else "") + (f" --seeds {seeds}" if seeds != 1 else "")
-           + (f" --postprocess {','.join(postprocess)}" if postprocess else "")
-           + "".join(f" --set {shlex.quote(o)}" for o in overrides or ()))
-    md, png = write_report(st.name, spec.tables, notes, spec.figure, title=st.title,
-                           sources=[records_path(st.name)], command=cmd)
+    spec["val_name"] = build_split(next(iter(st.configs(seeds=1)))[2], "val").name
+    atomic_write_text(records_path(study).parent / "compare.json", json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    md, _ = write_compare_report(study, spec)
     return Path(md).read_text()
 
 
-def _val_name(st: Study) -> str:
-    from harness.pipeline import build_split
-    cfg = next(iter(st.configs(seeds=1)))[2]
-    return build_split(cfg, "val").name
+def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
+    """The report of a ``compare`` invocation (its variants only), from the records."""
+    from harness.records import records_path
+    from harness.report import write_report
+    st = _compare_study(study, spec)
+    keep = {v.name for v in st.variants}
+    records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
+               and r.get("data", {}).get("dataset") == spec["val_name"]]
+    rspec = default_report(st, records)
+    notes = rspec.notes + training_notes(records)
+    cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
+           f"--profile {spec['profile']} --study {study}"
+           + (f" --val-dataset {spec['val_dataset']}" if spec["val_dataset"] else "")
+           + (f" --seeds {spec['seeds']}" if spec["seeds"] != 1 else "")
+           + (f" --postprocess {','.join(spec['postprocess'])}" if spec["postprocess"] else "")
+           + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
+           + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
+    return write_report(study, rspec.tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
+                        command=cmd)
 
 
 def regenerate_reports(names: list[str] | None = None) -> list[Path]:
-    out = []
-    for n in names or known_studies():
-        try:
+    """Regenerate the reports of ``names`` (default: every study and every saved comparison with records)."""
+    import json
+
+    from harness.records import records_path
+    studies = set(known_studies())
+    root = records_path("x").parent.parent
+    compares = {p.parent.name for p in root.glob("*/compare.json")}
+    out: list[Path] = []
+    for n in names or sorted(studies | compares):
+        if n in studies:
             study = load_study(n)
-        except KeyError:
-            raise
-        if not study_records(study.name):
-            continue
-        out.extend(write_study_report(study))
+            if study_records(study.name):
+                out.extend(p for p in write_study_report(study) if p)
+        elif n in compares:
+            spec = json.loads((root / n / "compare.json").read_text())
+            out.extend(p for p in write_compare_report(n, spec) if p)
+        else:
+            raise KeyError(f"no study or saved comparison named {n!r}; known: {', '.join(sorted(studies | compares))}")
     return out
 
 
