@@ -9,6 +9,7 @@ byte-identically from committed records.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import shlex
 from collections.abc import Callable
@@ -228,7 +229,10 @@ def timing_note(records: list[dict]) -> list[str]:
             return [f"Timing: protocol v{p['version']}, batch 1, {p['warmup_iters']} warm-up images discarded, "
                     f"{p['num_images']} timed, {p['precision']}, on {p['device_name']} ({p['threads']} threads), "
                     f"torch {p['torch']}; data loading excluded; ms/img is the median of pre-processing + "
-                    "forward + post-processing (see docs/timing.md)."]
+                    "forward + post-processing (see docs/timing.md)."
+                    + (f" Machine load (1-min average) when timing started: {p['load_avg_1m']:.1f} on "
+                       f"{os.cpu_count()} cores; CPU timings taken beside other work are inflated."
+                       if p.get("load_avg_1m") is not None else "")]
     return []
 
 

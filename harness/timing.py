@@ -20,6 +20,7 @@ Protocol (after mmdetection's benchmark.py and detectron2's inference_on_dataset
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -48,7 +49,6 @@ def device_name(device: torch.device) -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     except OSError:
         pass
-    import os
     return f"{model or platform.processor() or platform.machine() or 'cpu'} ({os.cpu_count()} cores)"
 
 
@@ -87,6 +87,8 @@ def time_inference(method: torch.nn.Module, dataset, tcfg, device: torch.device,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "sync": device.type == "cuda",
         "dataset": getattr(dataset, "name", "?"),
+        # machine load when timing started: CPU figures taken beside other work are not comparable
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     if tcfg.fp16 and device.type != "cuda":
         return {"protocol": protocol, "stages": {}, "ms_per_img": None, "fps": None, "precision": precision,
