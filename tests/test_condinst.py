@@ -5,10 +5,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from method_helpers import check_instances, two_image_batch
 
 import methods
 from harness.config import make_config
-from methods.base import Instances, Targets, sum_losses
+from methods.base import Targets, sum_losses
 from methods.condinst import (
     CondInstConfig,
     dynamic_mask_head,
@@ -18,32 +19,6 @@ from methods.condinst import (
 )
 
 NUM_CLASSES = 3
-
-
-def _batch():
-    """Two images of different sizes in one padded batch; the second has no instances."""
-    torch.manual_seed(0)
-    images = torch.randn(2, 3, 64, 96)
-    images[0, :, 50:, :] = 0
-    images[0, :, :, 70:] = 0
-    masks = torch.zeros(2, 50, 70, dtype=torch.bool)
-    masks[0, 5:30, 10:40] = True
-    masks[1, 20:45, 30:68] = True
-    t0 = Targets(masks=masks, labels=torch.tensor([1, 2]), boxes=torch.tensor([[10.0, 5, 40, 30], [30, 20, 68, 45]]))
-    t1 = Targets(masks=torch.zeros(0, 64, 96, dtype=torch.bool), labels=torch.zeros(0, dtype=torch.long),
-                 boxes=torch.zeros(0, 4))
-    return images, [t0, t1], [(50, 70), (64, 96)], [(100, 140), (64, 96)]
-
-
-def check_instances(out: list[Instances], orig_sizes, num_classes: int) -> None:
-    assert len(out) == len(orig_sizes)
-    for inst, (h, w) in zip(out, orig_sizes):
-        assert inst.masks.dtype == torch.bool and tuple(inst.masks.shape[1:]) == (h, w)
-        assert inst.scores.dtype == torch.float32 and inst.labels.dtype == torch.int64
-        if len(inst):
-            assert float(inst.scores.min()) >= 0 and float(inst.scores.max()) <= 1
-            assert torch.all(inst.scores[:-1] >= inst.scores[1:])
-            assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < num_classes
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +92,7 @@ def test_config_validation():
 # ---------------------------------------------------------------------------------------------
 # contract
 def test_losses_finite_with_empty_image_and_backward(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     model.train()
     model.zero_grad()
     losses = model(images, targets)
@@ -130,7 +105,7 @@ def test_losses_finite_with_empty_image_and_backward(model):
 
 
 def test_all_empty_batch_keeps_every_head_in_the_graph(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     model.train()
     model.zero_grad()
     losses = model(images, [targets[1], targets[1]])
@@ -140,7 +115,7 @@ def test_all_empty_batch_keeps_every_head_in_the_graph(model):
 
 
 def test_bad_labels_name_the_image(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     bad = Targets(targets[0].masks, torch.tensor([0, NUM_CLASSES]), targets[0].boxes)
     with pytest.raises(ValueError, match="image 0 of the batch"):
         model(images, [bad, targets[1]])
@@ -148,7 +123,7 @@ def test_bad_labels_name_the_image(model):
 
 @pytest.mark.parametrize("kind", ["default", "none", "mask", "matrix"])
 def test_predict_valid_instances(model, kind):
-    images, _, sizes, orig = _batch()
+    images, _, sizes, orig = two_image_batch()
     model.eval()
     model.cfg = replace(model.cfg, postprocess=kind, max_per_img=20)
     try:
@@ -160,7 +135,7 @@ def test_predict_valid_instances(model, kind):
 
 
 def test_no_candidate_gives_empty_instances_at_original_size(model):
-    images, _, sizes, orig = _batch()
+    images, _, sizes, orig = two_image_batch()
     model.eval()
     model.cfg = replace(model.cfg, score_thr=1.0)  # sigmoid products never exceed 1
     try:
@@ -173,7 +148,7 @@ def test_no_candidate_gives_empty_instances_at_original_size(model):
 
 def test_masks_only_inside_the_image_region(model):
     """Image 0 occupies 50 x 70 of the 64 x 96 padded tensor: its masks are resized from that region."""
-    images, _, sizes, _ = _batch()
+    images, _, sizes, _ = two_image_batch()
     model.eval()
     raw = model.forward_test(images)
     cand = model.candidates(raw, 0, sizes[0])

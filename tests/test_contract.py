@@ -3,6 +3,7 @@ different sizes, one of them with no instances -> finite scalar losses, backward
 returns valid Instances at the original size."""
 import pytest
 import torch
+from method_helpers import check_instances
 
 import methods
 from harness.config import make_config
@@ -49,16 +50,8 @@ def test_method_contract(name):
 
     model.eval()
     preds = model.predict(batch.images, batch.image_sizes, batch.orig_sizes)
-    assert len(preds) == 2
-    for inst, (h, w) in zip(preds, batch.orig_sizes):
-        assert isinstance(inst, Instances)
-        assert inst.masks.dtype == torch.bool and tuple(inst.masks.shape[1:]) == (h, w)
-        assert inst.scores.dtype == torch.float32 and inst.labels.dtype == torch.int64
-        if len(inst):
-            assert float(inst.scores.min()) >= 0.0 and float(inst.scores.max()) <= 1.0
-            assert torch.all(inst.scores[:-1] >= inst.scores[1:]), "scores must be sorted descending"
-            assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < NUM_CLASSES
-        assert len(inst) <= cfg.method.max_per_img
+    check_instances(preds, batch.orig_sizes, NUM_CLASSES)
+    assert all(isinstance(i, Instances) and len(i) <= cfg.method.max_per_img for i in preds)
 
 
 def test_registry_rejects_duplicates_and_unknown():

@@ -6,39 +6,14 @@ from dataclasses import replace
 
 import pytest
 import torch
+from method_helpers import check_instances, two_image_batch
 
 import methods
 from harness.config import make_config
-from methods.base import Instances, Targets, sum_losses
+from methods.base import Targets, sum_losses
 from methods.maskrcnn import BackboneFPN, MaskRCNNConfig
 
 NUM_CLASSES = 3
-
-
-def _batch():
-    """Two images of different sizes in one padded batch; the second has no instances."""
-    torch.manual_seed(0)
-    images = torch.randn(2, 3, 64, 96)
-    images[0, :, 50:, :] = 0
-    images[0, :, :, 70:] = 0
-    masks = torch.zeros(2, 50, 70, dtype=torch.bool)
-    masks[0, 5:30, 10:40] = True
-    masks[1, 20:45, 30:68] = True
-    t0 = Targets(masks=masks, labels=torch.tensor([1, 2]), boxes=torch.tensor([[10.0, 5, 40, 30], [30, 20, 68, 45]]))
-    t1 = Targets(masks=torch.zeros(0, 64, 96, dtype=torch.bool), labels=torch.zeros(0, dtype=torch.long),
-                 boxes=torch.zeros(0, 4))
-    return images, [t0, t1], [(50, 70), (64, 96)], [(100, 140), (64, 96)]
-
-
-def check_instances(out: list[Instances], orig_sizes, num_classes: int) -> None:
-    assert len(out) == len(orig_sizes)
-    for inst, (h, w) in zip(out, orig_sizes):
-        assert inst.masks.dtype == torch.bool and tuple(inst.masks.shape[1:]) == (h, w)
-        assert inst.scores.dtype == torch.float32 and inst.labels.dtype == torch.int64
-        if len(inst):
-            assert float(inst.scores.min()) >= 0 and float(inst.scores.max()) <= 1
-            assert torch.all(inst.scores[:-1] >= inst.scores[1:])
-            assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < num_classes
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +42,7 @@ def test_config_profiles_and_validation():
 def test_transform_is_identity_and_losses_renamed(model):
     tr = model.model.transform
     assert tr.image_mean == [0.0, 0.0, 0.0] and tr.image_std == [1.0, 1.0, 1.0]
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     model.train()
     model.zero_grad()
     losses = model(images, targets)
@@ -80,7 +55,7 @@ def test_transform_is_identity_and_losses_renamed(model):
 
 
 def test_degenerate_boxes_dropped_and_bad_labels_rejected(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     t = targets[0]
     flat = Targets(t.masks, t.labels, torch.tensor([[10.0, 5, 10, 30], [30, 20, 68, 45]]))  # zero width
     model.train()
@@ -92,7 +67,7 @@ def test_degenerate_boxes_dropped_and_bad_labels_rejected(model):
 
 @pytest.mark.parametrize("kind", ["default", "none", "mask"])
 def test_predict_valid_instances(model, kind):
-    images, _, sizes, orig = _batch()
+    images, _, sizes, orig = two_image_batch()
     model.eval()
     model.cfg = replace(model.cfg, postprocess=kind, max_per_img=20)
     try:
@@ -124,7 +99,7 @@ def test_box_nms_versus_none_on_duplicate_proposals(model):
 
 
 def test_detections_stay_in_the_image_region(model):
-    images, _, sizes, _ = _batch()
+    images, _, sizes, _ = two_image_batch()
     model.eval()
     model.cfg = replace(model.cfg, postprocess="default")
     det = model.forward_test(images, sizes)

@@ -5,41 +5,16 @@ from dataclasses import replace
 
 import pytest
 import torch
+from method_helpers import check_instances, two_image_batch
 
 import methods
 from harness.config import make_config
-from methods.base import Instances, Targets, sum_losses
+from methods.base import sum_losses
 from methods.condinst import flatten_levels
 from methods.dmf3d import MaxFiltering3D, group_norm, max_filter_3d
 from methods.uniinst import UniInstConfig
 
 NUM_CLASSES = 3
-
-
-def _batch():
-    """Two images of different sizes in one padded batch; the second has no instances."""
-    torch.manual_seed(0)
-    images = torch.randn(2, 3, 64, 96)
-    images[0, :, 50:, :] = 0
-    images[0, :, :, 70:] = 0
-    masks = torch.zeros(2, 50, 70, dtype=torch.bool)
-    masks[0, 5:30, 10:40] = True
-    masks[1, 20:45, 30:68] = True
-    t0 = Targets(masks=masks, labels=torch.tensor([1, 2]), boxes=torch.tensor([[10.0, 5, 40, 30], [30, 20, 68, 45]]))
-    t1 = Targets(masks=torch.zeros(0, 64, 96, dtype=torch.bool), labels=torch.zeros(0, dtype=torch.long),
-                 boxes=torch.zeros(0, 4))
-    return images, [t0, t1], [(50, 70), (64, 96)], [(100, 140), (64, 96)]
-
-
-def check_instances(out: list[Instances], orig_sizes, num_classes: int) -> None:
-    assert len(out) == len(orig_sizes)
-    for inst, (h, w) in zip(out, orig_sizes):
-        assert inst.masks.dtype == torch.bool and tuple(inst.masks.shape[1:]) == (h, w)
-        assert inst.scores.dtype == torch.float32 and inst.labels.dtype == torch.int64
-        if len(inst):
-            assert float(inst.scores.min()) >= 0 and float(inst.scores.max()) <= 1
-            assert torch.all(inst.scores[:-1] >= inst.scores[1:])
-            assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < num_classes
 
 
 def _build(**overrides):
@@ -112,7 +87,7 @@ def test_overrides_reach_the_toggles():
 # ---------------------------------------------------------------------------------------------
 # assignment inside the model
 def test_assign_one_positive_per_gt_among_its_candidates(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     model.train()
     feats, mask_feats = model.features(images)
     flat = {k: flatten_levels(v) for k, v in model.head(feats).items()}
@@ -156,7 +131,7 @@ def test_mask_logits_use_the_relative_coordinates(model):
 ])
 def test_losses_finite_with_empty_image_and_backward(overrides, keys):
     net = _build(**overrides)
-    images, targets, sizes, orig = _batch()
+    images, targets, sizes, orig = two_image_batch()
     net.train()
     losses = net(images, targets)
     assert set(losses) == keys
@@ -175,7 +150,7 @@ def test_losses_finite_with_empty_image_and_backward(overrides, keys):
 
 
 def test_all_empty_batch(model):
-    images, targets, _, _ = _batch()
+    images, targets, _, _ = two_image_batch()
     model.train()
     model.zero_grad()
     losses = model(images, [targets[1], targets[1]])
@@ -186,7 +161,7 @@ def test_all_empty_batch(model):
 
 @pytest.mark.parametrize("kind", ["default", "mask", "box", "matrix"])
 def test_predict_valid_instances(model, kind):
-    images, _, sizes, orig = _batch()
+    images, _, sizes, orig = two_image_batch()
     model.eval()
     model.cfg = replace(model.cfg, postprocess=kind, max_per_img=20)
     try:
@@ -199,7 +174,7 @@ def test_predict_valid_instances(model, kind):
 
 
 def test_inference_score_is_cls_times_filter_times_iou(model):
-    images, _, sizes, _ = _batch()
+    images, _, sizes, _ = two_image_batch()
     model.eval()
     with torch.no_grad():
         raw = model.forward_test(images)
