@@ -137,9 +137,22 @@ def resolve_references(study: Study, cfg, profile, extra, progress: bool):
 
 
 def study_records(study_name: str) -> list[dict]:
+    """The records of a study, the latest one per (variant, seed, post-processing, dataset, protocol, kind).
+
+    A variant re-run under a changed config (e.g. a profile whose defaults changed) appends a new record; the
+    reports use the newest and the file keeps the history.
+    """
     from harness.records import read_records, records_path
     path = records_path(study_name)
-    return read_records(path) if path.is_file() else []
+    if not path.is_file():
+        return []
+    latest: dict[tuple, dict] = {}
+    for r in read_records(path):
+        key = (r["variant"], r["seed"], (r.get("config") or {}).get("method.postprocess"),
+               (r.get("data") or {}).get("dataset"), (r.get("data") or {}).get("protocol"), r.get("kind"))
+        latest.pop(key, None)
+        latest[key] = r
+    return list(latest.values())
 
 
 def write_study_report(study: Study) -> tuple[Path, Path]:

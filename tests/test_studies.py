@@ -41,3 +41,16 @@ def test_uniinst_table1_smoke_end_to_end(tmp_path, monkeypatch):
     # the report step alone regenerates identical bytes
     regenerate_reports(["uniinst_table1"])
     assert (Path(md).read_bytes(), Path(png).read_bytes()) == first
+
+
+def test_study_records_keep_the_latest_per_variant_and_seed(tmp_path, monkeypatch):
+    from harness.records import append_record, make_record, records_path
+    from harness.studies import study_records
+    monkeypatch.chdir(tmp_path)
+    for ap, seed in ((10.0, 0), (12.0, 0), (11.0, 1)):
+        rec = make_record(study="s", variant="v", method="solov2", seed=seed, config={"method.postprocess": "matrix"},
+                          metrics={"AP": ap}, data={"dataset": "d", "split": "val", "n_images": 1, "stats": {}})
+        append_record(records_path("s"), rec)
+    got = sorted((r["seed"], r["metrics"]["AP"]) for r in study_records("s"))
+    assert got == [(0, 12.0), (1, 11.0)]
+    assert len(records_path("s").read_text().splitlines()) == 3  # the history is kept
