@@ -69,11 +69,15 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     if not missing:
         for mi, metric in enumerate(("AP", "APs")):
             eff = factorial_effects(df, factors, metric).copy()
+            # with unequal replicates per cell the raw mean(+) - mean(-) is not the quantity the OLS CI and p
+            # refer to: report the OLS effect (2 x coefficient), equal to it in a balanced design
+            eff["effect"] = 2.0 * eff["coef"]
             pe = paper_effects(mi)
             eff["paper effect"] = [pe.get(t, float("nan")) for t in eff["term"]]
             effects[metric] = eff
-            effect_tables.append((f"Factorial effects on {metric} (ours: effect = mean(+) − mean(−), "
-                                  "95 % CI and p from the OLS fit of the full 2^3 model over seeds)",
+            effect_tables.append((f"Factorial effects on {metric} (ours: effect = 2 x OLS coefficient of the full "
+                                  "2^3 model over all runs, = mean(+) − mean(−) when every cell has the same "
+                                  "number of seeds; 95 % CI and p from that fit)",
                                   _fmt_effects(eff)))
         ap = effects["AP"].set_index("term")
         aps = effects["APs"].set_index("term")
@@ -97,7 +101,10 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     status = [] if (not missing and seeds_per_row.min() >= study.seeds) else [
         f"Incomplete study: {len(df)} of {len(ORDER) * study.seeds} runs recorded"
         + (f"; rows without a run: {', '.join(missing)} (the factorial analysis needs every cell)" if missing else "")
-        + ". `make ablation-table1` resumes where it stopped (finished runs and records are reused)."]
+        + ". `make ablation-table1` resumes where it stopped (finished runs and records are reused). Until every "
+        "cell has replicates, the CIs and p-values rest on the seed-to-seed variance of the cells that have them "
+        f"({len(df) - len(ORDER)} residual degrees of freedom) and the verdicts are provisional; main effects "
+        "average over the other factors' levels, so a factor that breaks training in some cells moves them all."]
     notes = status + [
         "Paper: COCO train2017 / val, ResNet-50-FPN, GPU training. Ours: synthetic `shapes-coco` at the quick "
         "profile (narrow ResNet from scratch, CPU). Absolute AP values are not comparable; the question is "
