@@ -43,11 +43,15 @@ def is_trainable(cfg: ExperimentConfig) -> bool:
     return getattr(methods.METHODS[cfg.method.name], "trainable", True)
 
 
+def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``num_classes`` (and CASNet's ``num_stuff``) filled from the training (or val) dataset."""
+    return resolve_num_classes(cfg, build_split(cfg, "train" if is_trainable(cfg) else "val"))
+
+
 def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True) -> tuple[ExperimentConfig, Path | None]:
     """Resolve ``num_classes``, then train the run unless it is finished. Returns (cfg, run_dir)."""
     if not is_trainable(cfg):
-        val_ds = build_split(cfg, "val")
-        return resolve_num_classes(cfg, val_ds), None
+        return resolve_config(cfg), None
     train_ds = build_split(cfg, "train")
     cfg = resolve_num_classes(cfg, train_ds)
     run_dir = run_dir_for(cfg)
@@ -102,19 +106,29 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
 
     Returns the records of this variant (new and already present).
     """
-    from harness.records import append_record, env_info, make_record, read_records, utc_now
+    from harness.records import append_record, env_info, make_record, read_records, records_path, utc_now
     t_start = utc_now()
-    cfg, run_dir = ensure_trained(cfg, progress=progress)
-    device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
-    from harness.records import records_path
     path = records_path(study, results_root or "results")
     keys = set() if force else existing_keys(path)
     val_ds = build_split(cfg, "val")
+    pps = postprocess or [cfg.method.postprocess]
+    resolved = resolve_config(cfg)
+
+    def probe_key(pp: str) -> tuple:
+        vcfg = replace(resolved, method=replace(resolved.method, postprocess=pp))
+        return _record_key({"run_id": run_id_for(vcfg), "variant": variant if len(pps) == 1 else f"{variant}[{pp}]",
+                            "config": {"method.postprocess": pp},
+                            "data": {"dataset": val_ds.name, "protocol": protocol}, "kind": "eval"})
+
+    if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
+        rid = run_id_for(resolved)
+        return [r for r in read_records(path) if r.get("run_id") == rid and r.get("variant", "").startswith(variant)]
+    cfg, run_dir = ensure_trained(cfg, progress=progress)
+    device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
     if is_trainable(cfg):
         check_same_classes(build_split(cfg, "train"), val_ds)
     model = None
     out = []
-    pps = postprocess or [cfg.method.postprocess]
     final = read_final(run_dir) if run_dir is not None else {}
     for pp in pps:
         vcfg = replace(cfg, method=replace(cfg.method, postprocess=pp))
