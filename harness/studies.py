@@ -162,7 +162,11 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     if not records:
         raise FileNotFoundError(f"study {study.name!r} has no records ({records_path(study.name)}); run it first")
     spec = (study.build_report or default_report)(study, records)
-    notes = [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
+    expected = sum(len(v.postprocess or (None,)) for v in study.variants) * study.seeds
+    status = [] if len(records) >= expected else [
+        f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
+        f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
+    notes = status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
     return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
 
