@@ -99,12 +99,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
                        "verdict": verdict(d, hw, p, paper_d)})
     seeds_per_row = df.groupby("variant").size()
     status = [] if (not missing and seeds_per_row.min() >= study.seeds) else [
-        f"Incomplete study: {len(df)} of {len(ORDER) * study.seeds} runs recorded"
-        + (f"; rows without a run: {', '.join(missing)} (the factorial analysis needs every cell)" if missing else "")
-        + ". `make ablation-table1` resumes where it stopped (finished runs and records are reused). Until every "
-        "cell has replicates, the CIs and p-values rest on the seed-to-seed variance of the cells that have them "
-        f"({len(df) - len(ORDER)} residual degrees of freedom) and the verdicts are provisional; main effects "
-        "average over the other factors' levels, so a factor that breaks training in some cells moves them all."]
+        (f"Rows without a run: {', '.join(missing)} (the factorial analysis needs every cell). " if missing else "")
+        + "Until every cell has replicates, the CIs and p-values rest on the seed-to-seed variance of the cells "
+        f"that have them ({len(df) - len(ORDER)} residual degrees of freedom) and the verdicts are provisional; "
+        "main effects average over the other factors' levels, so a factor that breaks training in some cells "
+        "moves them all."]
     notes = status + [
         "Paper: COCO train2017 / val, ResNet-50-FPN, GPU training. Ours: synthetic `shapes-coco` at the quick "
         "profile (narrow ResNet from scratch, CPU). Absolute AP values are not comparable; the question is "
