@@ -19,6 +19,10 @@ import methods
 from methods.config import COMMON_PROFILE_OVERRIDES, MethodConfig
 
 PROFILES = ("smoke", "quick", "paper")
+
+
+class ConfigError(ValueError):
+    """A bad ``--set`` override, profile or key: a usage error (the CLI exits with code 2)."""
 Profile = Literal["smoke", "quick", "paper"]
 
 
@@ -200,7 +204,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
                             steps=(60000, 80000), checkpoint_period=5000, device="cuda"),
                 EvalConfig(),
                 TimingConfig(device="cuda", warmup_iters=5, num_images=2000))
-    raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
 
 
 def profile_data_config(profile: str) -> DataConfig:
@@ -312,7 +316,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides) -> ExperimentConfig:
     """
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         key = key.strip()
         if key == "seed":
@@ -320,11 +324,16 @@ def apply_overrides(cfg: ExperimentConfig, overrides) -> ExperimentConfig:
             continue
         sec, _, name = key.partition(".")
         if sec not in SECTIONS or not name or name not in _field_names(getattr(cfg, sec)):
-            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
         section = getattr(cfg, sec)
         hints = typing.get_type_hints(type(section))
-        new_value = _coerce(value.strip(), hints[name], key)
-        cfg = replace(cfg, **{sec: replace(section, **{name: new_value})})
+        try:
+            new_value = _coerce(value.strip(), hints[name], key)
+            cfg = replace(cfg, **{sec: replace(section, **{name: new_value})})
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     return cfg
 
 

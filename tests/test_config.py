@@ -79,3 +79,15 @@ def test_flat_round_trip_and_hash():
     assert train_hash(other) == train_hash(cfg)
     assert train_hash(apply_overrides(cfg, ["train.base_lr=0.3"])) != train_hash(cfg)
     assert train_hash(apply_overrides(cfg, ["seed=4"])) != train_hash(cfg)
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    from harness.cli import main
+    assert main(["train", "--method", "no_such_method", "--profile", "smoke"]) == 2
+    assert "registered" in capsys.readouterr().err
+    assert main(["train", "--method", _method(), "--profile", "smoke", "--set", "train.bogus=1"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+    assert main(["study", "no_such_study", "--report-only"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["train"])  # argparse: missing --method
+    assert e.value.code == 2
