@@ -291,7 +291,3 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
         atomic_write_text(run_dir / "final.json", json.dumps(final, indent=2) + "\n")
     dist_utils.barrier()
     return TrainResult(run_dir, it, wall, start_iter, final, model)
-
-
-def count_params(model: torch.nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))

@@ -1,4 +1,6 @@
 """Shared fixtures-as-functions of the method tests (CondInst, UniInst, Mask R-CNN)."""
+from dataclasses import replace
+
 import torch
 
 from methods.base import Instances, Targets
@@ -28,3 +30,14 @@ def check_instances(out: list[Instances], orig_sizes, num_classes: int) -> None:
             assert float(inst.scores.min()) >= 0 and float(inst.scores.max()) <= 1
             assert torch.all(inst.scores[:-1] >= inst.scores[1:])
             assert int(inst.labels.min()) >= 0 and int(inst.labels.max()) < num_classes
+
+
+def predict_with(model, kind: str, images, sizes, orig, max_per_img: int = 20):
+    """``model.predict`` with post-processing ``kind`` and ``max_per_img``; the config is restored afterwards."""
+    model.eval()
+    old = model.cfg
+    model.cfg = replace(old, postprocess=kind, max_per_img=max_per_img)
+    try:
+        return model.predict(images, sizes, orig)
+    finally:
+        model.cfg = old

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from method_helpers import check_instances, two_image_batch
+from method_helpers import check_instances, predict_with, two_image_batch
 
 import methods
 from harness.config import make_config
@@ -162,12 +162,7 @@ def test_all_empty_batch(model):
 @pytest.mark.parametrize("kind", ["default", "mask", "box", "matrix"])
 def test_predict_valid_instances(model, kind):
     images, _, sizes, orig = two_image_batch()
-    model.eval()
-    model.cfg = replace(model.cfg, postprocess=kind, max_per_img=20)
-    try:
-        out = model.predict(images, sizes, orig)
-    finally:
-        model.cfg = replace(model.cfg, postprocess="default", max_per_img=100)
+    out = predict_with(model, kind, images, sizes, orig)
     check_instances(out, orig, NUM_CLASSES)
     # untrained scores are ~0.01 * 0.5 * iou: Matrix NMS's update_thr (0.05) may drop them all
     assert all((0 if kind == "matrix" else 1) <= len(o) <= 20 for o in out)
