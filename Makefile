@@ -1,9 +1,11 @@
-# Entry points. PROFILE and SEEDS override a study's defaults (quick profile, 3 seeds).
+# Entry points. PROFILE and SEEDS override a study's defaults (quick profile, 3 seeds); VARIANTS=a,b runs only
+# those variants of a study; JOBS=N shares a study between N processes.
 PYTHON ?= python
 PROFILE ?= quick
 SEEDS ?= 3
 JOBS ?= 1
-STUDY_ARGS = --profile $(PROFILE) --seeds $(SEEDS)
+VARIANTS ?=
+STUDY_ARGS = --profile $(PROFILE) --seeds $(SEEDS) $(if $(VARIANTS),--variants $(VARIANTS))
 
 # run study $(1); with JOBS=N > 1, N processes share it (one torch thread each), then the report is written
 define run_study

@@ -31,8 +31,8 @@ def variant_name(levels: tuple[int, int, int]) -> str:
 
 ORDER = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
 # AML's centroid term in normalised units: the literal unit (stride-4 mask pixels, the SOLOv2 default field value)
-# makes the mask loss ~30 at this scale and training never recovers (AP 0.0 in the quick profile; those runs are
-# kept in results/ablation_aml_mask_px/). Applied to the AML rows only, so the other rows keep their runs.
+# makes the mask loss ~30 at this scale and training never recovered (AP 0.0 under the earlier quick profile; those
+# runs are kept in results/ablation_aml_mask_px/). Applied to the AML rows only, so the other rows keep their runs.
 AML_SETTINGS = ("method.aml_centroid_units=normalized",)
 VARIANTS = tuple(
     Variant(name=variant_name(lv), method="solov2",
@@ -100,8 +100,9 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     seeds_per_row = df.groupby("variant").size()
     status = [] if (not missing and seeds_per_row.min() >= study.seeds) else [
         (f"Rows without a run: {', '.join(missing)} (the factorial analysis needs every cell). " if missing else "")
-        + "Until every cell has replicates, the CIs and p-values rest on the seed-to-seed variance of the cells "
-        f"that have them ({len(df) - len(ORDER)} residual degrees of freedom) and the verdicts are provisional; "
+        + f"Until every cell has its {study.seeds} seeds, the CIs and p-values rest on the seed-to-seed variance of "
+        f"the replicates run so far ({len(df) - len(ORDER)} residual degrees of freedom) and the verdicts are "
+        "provisional; "
         "main effects average over the other factors' levels, so a factor that breaks training in some cells "
         "moves them all."]
     notes = status + [
@@ -120,8 +121,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "exists in the module but is not a run of this table; a CSPAM loss here may come from that reading "
         "or from the half-width CSP stages trained from scratch.",
         "AML rows use `method.aml_centroid_units=normalized` (centroids in [0, 1] image units). With the literal "
-        "unit (stride-4 mask pixels) the centroid term dominates the mask loss (~30) and the quick-profile runs "
-        "reach AP 0.0; those records are kept in `results/ablation_aml_mask_px/runs.jsonl`.",
+        "unit (stride-4 mask pixels) the centroid term dominates the mask loss (~30)" + _literal_aml_note(),
     ]
 
     def figure(fig):
@@ -155,6 +155,19 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     return ReportSpec(tables=[("Table 1: paper vs ours (mean ± 95 % CI over seeds)", table),
                               *effect_tables, ("Claims", pd.DataFrame(claims))],
                       notes=notes, figure=figure)
+
+
+def _literal_aml_note() -> str:
+    """The literal-unit AML runs kept apart (made under generator v2 and the earlier quick schedule)."""
+    import json
+    from pathlib import Path
+    path = Path("results/ablation_aml_mask_px/runs.jsonl")
+    if not path.is_file():
+        return "."
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    aps = ", ".join(f"{r['variant']} AP {r['metrics']['AP']:.1f}" for r in recs)
+    return (f"; in the earlier quick profile (dataset generator v2, lr 0.04 x 1300 it) such runs gave {aps} "
+            f"(`{path}`).")
 
 
 def _fmt_effects(eff: pd.DataFrame) -> pd.DataFrame:

@@ -110,7 +110,8 @@ def cmd_study(args) -> int:
         print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
         return 2
     run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
-              only_report=args.report_only, overrides=args.overrides, shard=(i, n))
+              only_report=args.report_only, overrides=args.overrides, shard=(i, n),
+              variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None)
     return 0
 
 
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="only regenerate the report from records")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="run only every N-th (variant, seed) starting at I, to share a study between processes")
+    p.add_argument("--variants", default=None, metavar="A,B",
+                   help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_study)
 

@@ -87,6 +87,12 @@ def evaluate_model(model, cfg: ExperimentConfig, val_ds, device: torch.device, *
     return metrics, results
 
 
+def synthetic_version(cfg: ExperimentConfig, val_ds) -> int | None:
+    """``GENERATOR_VERSION`` when the training or the val data is a synthetic preset, else None."""
+    from harness.data.synthetic import GENERATOR_VERSION, PRESETS
+    return GENERATOR_VERSION if cfg.data.dataset in PRESETS or val_ds.name in PRESETS else None
+
+
 def _record_key(rec: dict) -> tuple:
     return (rec.get("run_id"), rec.get("variant"), rec.get("config", {}).get("method.postprocess"),
             rec.get("data", {}).get("dataset"), rec.get("kind"), rec.get("data", {}).get("protocol", "coco"))
@@ -159,7 +165,8 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             config=to_flat(vcfg), metrics=metrics, timing=timing,
             data={"dataset": val_ds.name, "split": "val", "n_images": len(val_ds), "protocol": protocol,
                   "stats": val_ds.info(),
-                  "train_dataset": cfg.data.dataset if run_dir is not None else None},
+                  "train_dataset": cfg.data.dataset if run_dir is not None else None,
+                  "generator_version": synthetic_version(cfg, val_ds)},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg)},

@@ -98,8 +98,11 @@ def known_studies() -> list[str]:
 
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
               only_report: bool = False, overrides: list[str] | None = None,
-              shard: tuple[int, int] = (0, 1)) -> tuple[Path, Path] | None:
+              shard: tuple[int, int] = (0, 1), variants: list[str] | None = None) -> tuple[Path, Path] | None:
     """Run every (variant, seed) of study ``name`` not yet recorded, then write its report.
+
+    ``variants``: run only these variants (names as in the study; the report still covers all of them).
+    Raises KeyError naming an unknown variant and listing the study's variants.
 
     ``shard=(i, n)``: this process takes the runs whose index is i modulo n, so n processes (e.g. one per
     core, each with ``--set train.threads=1``) share a study; records are appended under a file lock.
@@ -107,8 +110,14 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     """
     from harness.pipeline import run_variant
     study = load_study(name)
+    names = [v.name for v in study.variants]
+    unknown = [v for v in (variants or []) if v not in names]
+    if unknown:
+        raise KeyError(f"study {name!r} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
     if not only_report:
-        for k, (v, _seed, cfg) in enumerate(study.configs(profile, seeds, tuple(overrides or ()))):
+        jobs = [job for job in study.configs(profile, seeds, tuple(overrides or ()))
+                if not variants or job[0].name in variants]
+        for k, (v, _seed, cfg) in enumerate(jobs):
             if k % shard[1] != shard[0]:
                 continue
             cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
@@ -136,11 +145,23 @@ def resolve_references(study: Study, cfg, profile, extra, progress: bool):
     raise KeyError(f"study {study.name}: semantic_checkpoint refers to unknown variant {target!r}")
 
 
+def is_stale_synthetic(rec: dict) -> bool:
+    """Whether ``rec`` was evaluated (or trained) on a synthetic preset made by an older generator.
+
+    Records before ``data.generator_version`` was written have none and count as stale.
+    """
+    from harness.data.synthetic import GENERATOR_VERSION, PRESETS
+    data = rec.get("data") or {}
+    synthetic = data.get("dataset") in PRESETS or (rec.get("config") or {}).get("data.dataset") in PRESETS
+    return synthetic and data.get("generator_version") != GENERATOR_VERSION
+
+
 def study_records(study_name: str) -> list[dict]:
     """The records of a study, the latest one per (variant, seed, post-processing, dataset, protocol, kind).
 
     A variant re-run under a changed config (e.g. a profile whose defaults changed) appends a new record; the
-    reports use the newest and the file keeps the history.
+    reports use the newest and the file keeps the history.  Records on synthetic data made by an older
+    dataset generator (``is_stale_synthetic``) are history only: they never enter a report.
     """
     from harness.records import read_records, records_path
     path = records_path(study_name)
@@ -148,6 +169,8 @@ def study_records(study_name: str) -> list[dict]:
         return []
     latest: dict[tuple, dict] = {}
     for r in read_records(path):
+        if is_stale_synthetic(r):
+            continue
         key = (r["variant"], r["seed"], (r.get("config") or {}).get("method.postprocess"),
                (r.get("data") or {}).get("dataset"), (r.get("data") or {}).get("protocol"), r.get("kind"))
         latest.pop(key, None)

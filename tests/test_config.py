@@ -81,6 +81,16 @@ def test_flat_round_trip_and_hash():
     assert train_hash(apply_overrides(cfg, ["seed=4"])) != train_hash(cfg)
 
 
+def test_train_hash_changes_with_the_synthetic_generator_version(monkeypatch):
+    import harness.data.synthetic as synthetic
+    cfg = make_config(_method(), "smoke")
+    real = make_config(_method(), "smoke", dataset="coco:a.json:img")
+    before, before_real = train_hash(cfg), train_hash(real)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    assert train_hash(cfg) != before  # new synthetic data: a new run, never a stale checkpoint
+    assert train_hash(real) == before_real
+
+
 def test_cli_usage_errors_exit_2(capsys):
     from harness.cli import main
     assert main(["train", "--method", "no_such_method", "--profile", "smoke"]) == 2

@@ -54,3 +54,35 @@ def test_study_records_keep_the_latest_per_variant_and_seed(tmp_path, monkeypatc
     got = sorted((r["seed"], r["metrics"]["AP"]) for r in study_records("s"))
     assert got == [(0, 12.0), (1, 11.0)]
     assert len(records_path("s").read_text().splitlines()) == 3  # the history is kept
+
+
+def test_study_records_ignore_records_of_an_older_synthetic_generator(tmp_path, monkeypatch):
+    from harness.data.synthetic import GENERATOR_VERSION
+    from harness.records import append_record, make_record, records_path
+    from harness.studies import study_records
+    monkeypatch.chdir(tmp_path)
+    for ap, seed, version in ((10.0, 0, GENERATOR_VERSION - 1), (5.0, 1, None), (12.0, 2, GENERATOR_VERSION)):
+        data = {"dataset": "shapes-coco", "split": "val", "n_images": 1, "stats": {}}
+        if version is not None:
+            data["generator_version"] = version
+        append_record(records_path("s"), make_record(
+            study="s", variant="v", method="solov2", seed=seed, config={"data.dataset": "shapes-coco"},
+            metrics={"AP": ap}, data=data))
+    # real data carries no generator version and is never stale
+    append_record(records_path("s"), make_record(
+        study="s", variant="v", method="solov2", seed=3, config={"data.dataset": "coco:a.json:img"},
+        metrics={"AP": 1.0}, data={"dataset": "coco:a.json:img", "split": "val", "n_images": 1, "stats": {}}))
+    assert sorted((r["seed"], r["metrics"]["AP"]) for r in study_records("s")) == [(2, 12.0), (3, 1.0)]
+
+
+def test_run_study_variants_filter_and_shards(monkeypatch):
+    import harness.pipeline
+    import harness.studies as studies
+    calls = []
+    monkeypatch.setattr(harness.pipeline, "run_variant", lambda study, v, cfg, **kw: calls.append((v, cfg.seed)))
+    monkeypatch.setattr(studies, "write_study_report", lambda study: None)
+    studies.run_study("uniinst_table1", profile="smoke", seeds=3, variants=["condinst", "uniinst"], shard=(1, 2))
+    # seed-major order over the 6 selected jobs; shard 1 of 2 takes jobs 1, 3, 5
+    assert calls == [("uniinst", 0), ("uniinst", 1), ("uniinst", 2)]
+    with pytest.raises(KeyError, match="no variant 'nope'.*condinst"):
+        studies.run_study("uniinst_table1", profile="smoke", variants=["nope"])

@@ -10,7 +10,15 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet_narrow", "resnet_tiny")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet_small", "resnet_narrow", "resnet_tiny")
+
+# CPU-profile ResNets (BasicBlocks, one per stage): name -> stage widths C2..C5 (stem = C2).  ResNet-18 has
+# two blocks per stage and widths 64..512.  ``resnet_small`` is the quick profile's backbone.
+NARROW_WIDTHS: dict[str, tuple[int, int, int, int]] = {
+    "resnet_small": (32, 64, 128, 256),
+    "resnet_narrow": (16, 32, 64, 128),
+    "resnet_tiny": (8, 8, 16, 16),
+}
 
 _WEIGHTS = {
     "resnet18": "ResNet18_Weights",
@@ -99,10 +107,8 @@ def _load_pretrained(model: nn.Module, name: str, pretrained: str) -> None:
 
 def build_resnet(name: str, pretrained: str = "") -> ResNet:
     """The torchvision ResNet ``name`` (see ``BACKBONES``), optionally with ImageNet weights."""
-    if name == "resnet_narrow":
-        return NarrowResNet(layers=(1, 1, 1, 1), widths=(16, 32, 64, 128))
-    if name == "resnet_tiny":
-        return NarrowResNet(layers=(1, 1, 1, 1), widths=(8, 8, 16, 16))
+    if name in NARROW_WIDTHS:
+        return NarrowResNet(layers=(1, 1, 1, 1), widths=NARROW_WIDTHS[name])
     if name not in _WEIGHTS:
         raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     model = getattr(torchvision.models, name)(weights=None)
@@ -114,10 +120,8 @@ def build_resnet(name: str, pretrained: str = "") -> ResNet:
 def build_backbone(name: str, pretrained: str = "") -> Backbone:
     """``Backbone`` for ``name``; ``out_channels`` = channels of C2..C5."""
     resnet = build_resnet(name, pretrained)
-    if name == "resnet_narrow":
-        chans = [16, 32, 64, 128]
-    elif name == "resnet_tiny":
-        chans = [8, 8, 16, 16]
+    if name in NARROW_WIDTHS:
+        chans = list(NARROW_WIDTHS[name])
     elif name in ("resnet18", "resnet34"):
         chans = [64, 128, 256, 512]
     else:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import Conv2dNormActivation
 
-from methods.backbones import BACKBONES
+from methods.backbones import BACKBONES, NARROW_WIDTHS
 
 ThetaOn = Literal["reduced", "attention"]
 
@@ -47,8 +47,7 @@ _SPECS: dict[str, tuple[type[nn.Module], tuple[int, ...], tuple[int, ...], int]]
     "resnet34": (BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512), 64),
     "resnet50": (Bottleneck, (3, 4, 6, 3), (256, 512, 1024, 2048), 64),
     "resnet101": (Bottleneck, (3, 4, 23, 3), (256, 512, 1024, 2048), 64),
-    "resnet_narrow": (BasicBlock, (1, 1, 1, 1), (16, 32, 64, 128), 16),
-    "resnet_tiny": (BasicBlock, (1, 1, 1, 1), (8, 8, 16, 16), 8),
+    **{name: (BasicBlock, (1, 1, 1, 1), widths, widths[0]) for name, widths in NARROW_WIDTHS.items()},
 }
 assert set(_SPECS) == set(BACKBONES), "CSPAM must exist for every ResNet backbone name"
 
