@@ -159,12 +159,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
 
 def _literal_aml_note() -> str:
     """The literal-unit AML runs kept apart (made under generator v2 and the earlier quick schedule)."""
-    import json
-    from pathlib import Path
-    path = Path("results/ablation_aml_mask_px/runs.jsonl")
+    from harness.records import read_records, records_path
+    path = records_path("ablation_aml_mask_px")
     if not path.is_file():
         return "."
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    recs = read_records(path)
     aps = ", ".join(f"{r['variant']} AP {r['metrics']['AP']:.1f}" for r in recs)
     return (f"; in the earlier quick profile (dataset generator v2, lr 0.04 x 1300 it) such runs gave {aps} "
             f"(`{path}`).")

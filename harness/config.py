@@ -380,9 +380,10 @@ def train_hash(cfg: ExperimentConfig) -> str:
              "data.val_dataset", "data.val_images", "data.test_short_side"}
     flat = {k: v for k, v in to_flat(cfg).items()
             if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
-    from harness.data.synthetic import GENERATOR_VERSION, PRESETS
-    if cfg.data.dataset in PRESETS:  # a new generator makes new training data: a new run
-        flat["data.generator_version"] = GENERATOR_VERSION
+    from harness.data.synthetic import generator_version
+    version = generator_version(cfg.data.dataset)
+    if version is not None:  # a new generator makes new training data: a new run
+        flat["data.generator_version"] = version
     blob = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

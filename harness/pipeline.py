@@ -17,6 +17,7 @@ import torch
 import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, to_flat, train_hash
+from harness.data.synthetic import generator_version
 from harness.runs import is_finished, read_final, run_dir_for, run_id_for
 from harness.timing import count_flops, count_params, time_inference
 from harness.train import load_weights, resolve_num_classes, train
@@ -48,11 +49,15 @@ def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return resolve_num_classes(cfg, build_split(cfg, "train" if is_trainable(cfg) else "val"))
 
 
-def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True) -> tuple[ExperimentConfig, Path | None]:
-    """Resolve ``num_classes``, then train the run unless it is finished. Returns (cfg, run_dir)."""
+def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True,
+                   train_ds=None) -> tuple[ExperimentConfig, Path | None]:
+    """Resolve ``num_classes``, then train the run unless it is finished. Returns (cfg, run_dir).
+
+    ``train_ds``: the training split when the caller has already built it.
+    """
     if not is_trainable(cfg):
         return resolve_config(cfg), None
-    train_ds = build_split(cfg, "train")
+    train_ds = train_ds if train_ds is not None else build_split(cfg, "train")
     cfg = resolve_num_classes(cfg, train_ds)
     run_dir = run_dir_for(cfg)
     if not is_finished(run_dir):
@@ -87,15 +92,20 @@ def evaluate_model(model, cfg: ExperimentConfig, val_ds, device: torch.device, *
     return metrics, results
 
 
-def synthetic_version(cfg: ExperimentConfig, val_ds) -> int | None:
-    """``GENERATOR_VERSION`` when the training or the val data is a synthetic preset, else None."""
-    from harness.data.synthetic import GENERATOR_VERSION, PRESETS
-    return GENERATOR_VERSION if cfg.data.dataset in PRESETS or val_ds.name in PRESETS else None
-
-
 def _record_key(rec: dict) -> tuple:
     return (rec.get("run_id"), rec.get("variant"), rec.get("config", {}).get("method.postprocess"),
             rec.get("data", {}).get("dataset"), rec.get("kind"), rec.get("data", {}).get("protocol", "coco"))
+
+
+def _eval_probe(run_id: str, variant: str, postprocess: str, val_name: str, protocol: str) -> dict:
+    """The fields of an eval record that ``_record_key`` reads, for a record not yet made."""
+    return {"run_id": run_id, "variant": variant, "config": {"method.postprocess": postprocess},
+            "data": {"dataset": val_name, "protocol": protocol}, "kind": "eval"}
+
+
+def _variant_records(path: Path, run_id: str, variant: str) -> list[dict]:
+    from harness.records import read_records
+    return [r for r in read_records(path) if r.get("run_id") == run_id and r.get("variant", "").startswith(variant)]
 
 
 def existing_keys(path: Path) -> set:
@@ -112,37 +122,36 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
 
     Returns the records of this variant (new and already present).
     """
-    from harness.records import append_record, env_info, make_record, read_records, records_path, utc_now
+    from harness.records import append_record, env_info, make_record, records_path, utc_now
     t_start = utc_now()
     path = records_path(study, results_root or "results")
     keys = set() if force else existing_keys(path)
     val_ds = build_split(cfg, "val")
+    train_ds = build_split(cfg, "train") if is_trainable(cfg) else None
     pps = postprocess or [cfg.method.postprocess]
-    resolved = resolve_config(cfg)
+    resolved = resolve_num_classes(cfg, train_ds if train_ds is not None else val_ds)
+
+    def vname_of(pp: str) -> str:
+        return variant if len(pps) == 1 else f"{variant}[{pp}]"
 
     def probe_key(pp: str) -> tuple:
         vcfg = replace(resolved, method=replace(resolved.method, postprocess=pp))
-        return _record_key({"run_id": run_id_for(vcfg), "variant": variant if len(pps) == 1 else f"{variant}[{pp}]",
-                            "config": {"method.postprocess": pp},
-                            "data": {"dataset": val_ds.name, "protocol": protocol}, "kind": "eval"})
+        return _record_key(_eval_probe(run_id_for(vcfg), vname_of(pp), pp, val_ds.name, protocol))
 
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
-        rid = run_id_for(resolved)
-        return [r for r in read_records(path) if r.get("run_id") == rid and r.get("variant", "").startswith(variant)]
-    cfg, run_dir = ensure_trained(cfg, progress=progress)
+        return _variant_records(path, run_id_for(resolved), variant)
+    cfg, run_dir = ensure_trained(cfg, progress=progress, train_ds=train_ds)
     device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
-    if is_trainable(cfg):
-        check_same_classes(build_split(cfg, "train"), val_ds)
+    if train_ds is not None:
+        check_same_classes(train_ds, val_ds)
     model = None
     out = []
     final = read_final(run_dir) if run_dir is not None else {}
     for pp in pps:
         vcfg = replace(cfg, method=replace(cfg.method, postprocess=pp))
-        vname = variant if len(pps) == 1 else f"{variant}[{pp}]"
+        vname = vname_of(pp)
         rid = run_id_for(vcfg)
-        probe = {"run_id": rid, "variant": vname, "config": {"method.postprocess": pp},
-                 "data": {"dataset": val_ds.name, "protocol": protocol}, "kind": "eval"}
-        if _record_key(probe) in keys:
+        if probe_key(pp) in keys:
             continue
         if model is None:
             model = load_model(cfg, run_dir, device)
@@ -166,7 +175,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             data={"dataset": val_ds.name, "split": "val", "n_images": len(val_ds), "protocol": protocol,
                   "stats": val_ds.info(),
                   "train_dataset": cfg.data.dataset if run_dir is not None else None,
-                  "generator_version": synthetic_version(cfg, val_ds)},
+                  "generator_version": generator_version(cfg.data.dataset, val_ds.name)},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg)},
@@ -174,6 +183,5 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
         append_record(path, rec)
         keys.add(_record_key(rec))
     if dist_utils.is_main() and path.is_file():
-        rid = run_id_for(cfg)
-        out = [r for r in read_records(path) if r.get("run_id") == rid and r.get("variant", "").startswith(variant)]
+        out = _variant_records(path, run_id_for(cfg), variant)
     return out

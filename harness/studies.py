@@ -150,10 +150,10 @@ def is_stale_synthetic(rec: dict) -> bool:
 
     Records before ``data.generator_version`` was written have none and count as stale.
     """
-    from harness.data.synthetic import GENERATOR_VERSION, PRESETS
+    from harness.data.synthetic import generator_version
     data = rec.get("data") or {}
-    synthetic = data.get("dataset") in PRESETS or (rec.get("config") or {}).get("data.dataset") in PRESETS
-    return synthetic and data.get("generator_version") != GENERATOR_VERSION
+    current = generator_version(data.get("dataset"), (rec.get("config") or {}).get("data.dataset"))
+    return current is not None and data.get("generator_version") != current
 
 
 def study_records(study_name: str) -> list[dict]:

@@ -65,6 +65,15 @@ MIN_VISIBLE_PX = 4
 ANN_FILE_NAME = "annotations.json"
 
 
+def generator_version(*dataset_specs: str | None) -> int | None:
+    """``GENERATOR_VERSION`` when any of ``dataset_specs`` is a synthetic preset, else None.
+
+    Part of a run's config hash and of its records, so that data made by an older generator is never
+    mistaken for the current one (``harness.config.train_hash``, ``harness.studies.is_stale_synthetic``).
+    """
+    return GENERATOR_VERSION if any(spec in PRESETS for spec in dataset_specs) else None
+
+
 def coco_area_scale(image_size: int) -> float:
     """Factor from COCO pixel areas to areas on a canvas of ``image_size`` px: (image_size / 256)^2."""
     return image_size * image_size / COCO_REFERENCE_SIZE_PX**2
