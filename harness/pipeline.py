@@ -9,10 +9,13 @@ study resumes where it stopped and never duplicates rows.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 import methods
 from harness import distributed as dist_utils
@@ -61,7 +64,15 @@ def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True,
     cfg = resolve_num_classes(cfg, train_ds)
     run_dir = run_dir_for(cfg)
     if not is_finished(run_dir):
-        train(cfg, run_dir, progress=progress, dataset=train_ds)
+        # two processes of a sharded study may need the same run (CASNet's separated variant trains its
+        # semantic model on demand): the second waits for the first, then finds the run finished.  DDP ranks
+        # train one run together, so under torchrun there is no lock.
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = (contextlib.nullcontext() if int(os.environ.get("WORLD_SIZE", "1")) > 1
+                else FileLock(str(run_dir.parent / f"{run_dir.name}.lock")))
+        with lock:
+            if not is_finished(run_dir):
+                train(cfg, run_dir, progress=progress, dataset=train_ds)
     return cfg, run_dir
 
 
