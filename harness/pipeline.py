@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -164,6 +165,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
         rid = run_id_for(vcfg)
         if probe_key(pp) in keys:
             continue
+        t_eval = time.perf_counter()
         if model is None:
             model = load_model(cfg, run_dir, device)
         model.cfg = vcfg.method  # post-processing is a config field read at predict time
@@ -190,7 +192,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg)},
-            kind="eval", started_utc=t_start, env=env_info(device))
+            kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
         append_record(path, rec)
         keys.add(_record_key(rec))
     if dist_utils.is_main() and path.is_file():

@@ -29,6 +29,9 @@ flops          number | None     FLOPs per image
 train          dict | None       run_dir, iterations, wall_s, train_hash
 =============  ================  ==========================================================
 
+Optional: ``eval_wall_s`` (number, seconds of inference + metrics + timing for this record; absent in
+records written before it existed).
+
 Records are strict JSON (``allow_nan=False``): ``make_record`` turns NaN / inf into ``None``.
 """
 from __future__ import annotations
@@ -161,7 +164,7 @@ def make_record(*, study: str, variant: str, method: str, seed: int, config: Any
                 kind: str = "eval", data: dict | None = None, timing: dict | None = None,
                 params: int | None = None, flops: float | None = None, train: dict | None = None,
                 run_id: str | None = None, started_utc: str | None = None, env: dict | None = None,
-                git: dict | None = None) -> dict:
+                git: dict | None = None, eval_wall_s: float | None = None) -> dict:
     """Build and validate a record.
 
     Args:
@@ -173,6 +176,7 @@ def make_record(*, study: str, variant: str, method: str, seed: int, config: Any
         timing, params, flops, train: optional sections (None when not measured).
         run_id: default a random 12-hex id.
         started_utc: default now.
+        eval_wall_s: seconds this evaluation took (written only when given).
         env: default ``env_info()``; git: default ``git_info()``.
     Returns:
         the record dict (JSON-safe).
@@ -201,6 +205,8 @@ def make_record(*, study: str, variant: str, method: str, seed: int, config: Any
         "flops": flops,
         "train": train,
     }
+    if eval_wall_s is not None:
+        rec["eval_wall_s"] = float(eval_wall_s)
     rec = _clean(rec)
     validate_record(rec)
     return rec

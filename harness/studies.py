@@ -189,7 +189,8 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
-    notes = status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
+    notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
+             + compute_notes(records))
     return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
 
@@ -251,6 +252,24 @@ def training_notes(records: list[dict]) -> list[str]:
                      f"{tr.get('wall_s', 0) / 60:.1f} min on "
                      f"{_device_of(r)}.")
     return list(seen.values())
+
+
+def compute_notes(records: list[dict]) -> list[str]:
+    """The compute behind a report, summed from its records: training (each distinct trained run once, by
+    its own clock, including runs another study trained first) and evaluation + timing."""
+    trains = {}
+    for r in records:
+        tr = r.get("train") or {}
+        if tr.get("train_hash") and tr.get("wall_s") is not None:
+            trains[(tr["train_hash"], r["seed"])] = float(tr["wall_s"])
+    evals = [float(r["eval_wall_s"]) for r in records if r.get("eval_wall_s") is not None]
+    if not trains and not evals:
+        return []
+    text = (f"Compute: {len(trains)} trained runs, {sum(trains.values()) / 60:.1f} min of training summed over "
+            "runs (each run's own clock; processes side by side overlap, so this is not the wall time)")
+    if evals:
+        text += f"; {sum(evals) / 60:.1f} min of evaluation + timing over {len(evals)} of the {len(records)} records"
+    return [text + "."]
 
 
 def _device_of(r: dict) -> str:

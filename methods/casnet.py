@@ -153,8 +153,6 @@ class CASNetConfig(MethodConfig):
         super().__post_init__()
         if self.num_stuff < 0:
             raise ValueError(f"casnet: num_stuff must be >= 0, got {self.num_stuff}")
-        if self.num_stuff < 0:
-            raise ValueError(f"casnet: num_stuff must be >= 0, got {self.num_stuff}")
         if self.train_mode == "separated" and not self.semantic_checkpoint:
             raise ValueError("casnet: train_mode='separated' needs method.semantic_checkpoint (a CASNet "
                              "checkpoint whose semantic head is used)")

@@ -86,3 +86,22 @@ def test_run_study_variants_filter_and_shards(monkeypatch):
     assert calls == [("uniinst", 0), ("uniinst", 1), ("uniinst", 2)]
     with pytest.raises(KeyError, match="no variant 'nope'.*condinst"):
         studies.run_study("uniinst_table1", profile="smoke", variants=["nope"])
+
+
+def test_compute_notes_count_each_trained_run_once_and_sum_evaluations():
+    from harness.records import make_record
+    from harness.studies import compute_notes
+
+    def rec(seed, train_hash, wall_s, eval_s, pp):
+        return make_record(study="s", variant="v", method="solov2", seed=seed,
+                           config={"method.postprocess": pp}, metrics={"AP": 1.0},
+                           train={"run_dir": "x", "iterations": 10, "wall_s": wall_s, "train_hash": train_hash},
+                           eval_wall_s=eval_s)
+    # run a (seed 0) evaluated twice (with and without NMS), run b (seed 1) once, one record without eval time
+    recs = [rec(0, "a", 120.0, 6.0, "matrix"), rec(0, "a", 120.0, 3.0, "none"), rec(1, "b", 60.0, None, "matrix")]
+    assert "eval_wall_s" not in recs[2]
+    (note,) = compute_notes(recs)
+    assert "2 trained runs, 3.0 min of training" in note
+    assert "0.1 min of evaluation + timing over 2 of the 3 records" in note
+    assert compute_notes([make_record(study="s", variant="v", method="oracle", seed=0, config={},
+                                      metrics={})]) == []
