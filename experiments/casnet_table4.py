@@ -1,9 +1,12 @@
 """CASNet Table IV: panoptic quality with ground-truth semantics (all / things / stuff)."""
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
 from experiments._casnet_common import NOTE_SCALE, casnet_variants
+from experiments.casnet_table3 import upper_bound_figure
 from harness.studies import ReportSpec, Study, records_frame
 
 PAPER = {"all": (84.8, 94.6, 89.1), "things": (67.3, 90.7, 74.2), "stuff": (97.4, 97.4, 100.0)}
@@ -16,7 +19,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     from harness.stats import mean_ci
     df = records_frame(records, metrics=("PQ", "SQ", "RQ", "PQ_things", "SQ_things", "RQ_things", "PQ_stuff",
                                          "SQ_stuff", "RQ_stuff"))
-    rows = []
+    rows, bars = [], {}
     for group, suffix in (("all", ""), ("things", "_things"), ("stuff", "_stuff")):
         row = {"category": group}
         for k, m in enumerate(("PQ", "SQ", "RQ")):
@@ -24,9 +27,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
             for v in ("casnet (GT semantics)", "casnet (joint)"):
                 vals = [x for x in df[df["variant"] == v][m + suffix].tolist() if x is not None and x == x]
                 row[f"ours {m} {v.split('(')[1][:-1]}"] = fmt_mean_ci(*mean_ci(vals)) if vals else "n/m"
+                if m == "PQ":
+                    bars[(f"PQ {group}", v)] = mean_ci(vals) if vals else (float("nan"), None)
         rows.append(row)
     return ReportSpec(tables=[("Panoptic quality with ground-truth semantics", pd.DataFrame(rows))],
-                      notes=[NOTE_SCALE], figure=None)
+                      notes=[NOTE_SCALE], figure=partial(upper_bound_figure, bars, metric="PQ"))
 
 
 STUDY = Study(name="casnet_table4", title="CASNet Table IV: PQ with ground-truth semantics",

@@ -105,3 +105,30 @@ def test_compute_notes_count_each_trained_run_once_and_sum_evaluations():
     assert "0.1 min of evaluation + timing over 2 of the 3 records" in note
     assert compute_notes([make_record(study="s", variant="v", method="oracle", seed=0, config={},
                                       metrics={})]) == []
+
+
+@pytest.mark.parametrize("name", ["casnet_table3", "casnet_table4"])
+def test_casnet_upper_bound_reports_draw_both_columns(tmp_path, monkeypatch, name):
+    from harness.data.synthetic import generator_version
+    from harness.records import append_record, make_record, records_path
+    from harness.studies import write_study_report
+    monkeypatch.chdir(tmp_path)
+    classes = ("car", "pedestrian", "truck", "bus", "rider")
+    for seed in range(2):
+        for variant, ap in (("casnet (joint)", 20.0 + seed), ("casnet (GT semantics)", 40.0 + seed)):
+            metrics = {"AP": ap, "per_class": {c: ap + k for k, c in enumerate(classes)}}
+            for m in ("PQ", "SQ", "RQ"):
+                for sfx in ("", "_things", "_stuff"):
+                    metrics[m + sfx] = ap + 10
+            append_record(records_path(name), make_record(
+                study=name, variant=variant, method="casnet", seed=seed, config={"method.postprocess": "vote"},
+                metrics=metrics, data={"dataset": "shapes-street", "split": "val", "n_images": 1, "stats": {},
+                                       "generator_version": generator_version("shapes-street")}))
+    md, png = write_study_report(load_study(name))
+    text = Path(md).read_text()
+    assert png is not None and Path(png).stat().st_size > 1000
+    if name == "casnet_table3":
+        # car: joint seeds 20, 21 -> 20.5; GT semantics 40, 41 -> 40.5; the claim compares AP 40.5 vs 20.5
+        assert "20.5 ±" in text and "40.5 ±" in text and "+20.0" in text
+    else:
+        assert "30.5 ±" in text and "50.5 ±" in text
