@@ -372,10 +372,15 @@ def train_hash(cfg: ExperimentConfig) -> str:
     """Hash of everything that determines the trained weights (method, data, train, seed).
 
     ``eval``, ``timing``, the validation data and the method's ``INFERENCE_ONLY`` fields (e.g.
-    ``postprocess``) are excluded: a run is reused for every evaluation of the same training.
+    ``postprocess``) are excluded: a run is reused for every evaluation of the same training.  Fields in
+    the method's ``HASH_OMIT_AT_DEFAULT`` (added later, default = the older behaviour) count only when
+    set away from their default.
     For a synthetic training set the generator's ``GENERATOR_VERSION`` is included (new data, new run).
     """
-    skip = {f"method.{f}" for f in type(cfg.method).INFERENCE_ONLY}
+    mcls = type(cfg.method)
+    skip = {f"method.{f}" for f in mcls.INFERENCE_ONLY}
+    defaults = {f.name: f.default for f in fields(mcls)}
+    skip |= {f"method.{f}" for f in mcls.HASH_OMIT_AT_DEFAULT if getattr(cfg.method, f) == defaults[f]}
     skip |= {"method.postprocess", "method.max_per_img", "train.device", "train.threads", "data.num_workers",
              "data.val_dataset", "data.val_images", "data.test_short_side"}
     flat = {k: v for k, v in to_flat(cfg).items()

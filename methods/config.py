@@ -36,6 +36,9 @@ class MethodConfig:
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {}
     # fields read only at inference: changing them re-uses the trained weights (excluded from train_hash)
     INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("postprocess", "max_per_img")
+    # fields added after runs were recorded: at their default they build exactly the network the older
+    # code built, so they are left out of train_hash while at that default and earlier runs stay valid
+    HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         if self.num_classes < 0:

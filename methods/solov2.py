@@ -89,6 +89,12 @@ class SOLOv2Config(MethodConfig):
         use_cspam / use_twfpn_csmf / use_aml: improved-SOLOv2 toggles (module docstring).
         aml_lambda: lambda of Eq. 3.
         aml_centroid_units: unit of the centroids in Eq. 2 ("mask_px" or "normalized").
+        cspam_pam_after: with ``use_cspam``, the stages (1-3) followed by a position attention module;
+            () keeps the CSP + Mish stages alone (a diagnostic, not a row of the paper).
+        cspam_theta_on: with ``use_cspam``, what the PAM's theta scales: "reduced" (the paper's text:
+            theta x T1, so the module starts as the attention path alone) or "attention" (DANet's
+            placement: theta x T2, the module starts as the reduced map).  See
+            ``methods.backbones.cspam.PositionAttention``.
     """
 
     postprocess: PostProcess = "matrix"
@@ -116,10 +122,13 @@ class SOLOv2Config(MethodConfig):
     use_aml: bool = False
     aml_lambda: float = 3.0
     aml_centroid_units: Literal["mask_px", "normalized"] = "mask_px"
+    cspam_pam_after: tuple[int, ...] = (2, 3)
+    cspam_theta_on: Literal["reduced", "attention"] = "reduced"
 
     INFERENCE_ONLY: ClassVar[tuple[str, ...]] = (
         "postprocess", "max_per_img", "score_thr", "mask_thr", "nms_pre", "update_thr", "matrix_sigma",
         "min_area_factor")
+    HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("cspam_pam_after", "cspam_theta_on")
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         # 64 px canvas: the 128 px choices below halved.
         "smoke": dict(fpn_channels=32, head_channels=32, ins_convs=1, cate_convs=1, mask_branch_channels=16,
@@ -142,6 +151,10 @@ class SOLOv2Config(MethodConfig):
         # normalise lists (JSON round trips, --set) to hashable tuples
         object.__setattr__(self, "num_grids", tuple(int(s) for s in self.num_grids))
         object.__setattr__(self, "scale_ranges", tuple((int(lo), int(hi)) for lo, hi in self.scale_ranges))
+        object.__setattr__(self, "cspam_pam_after", tuple(int(k) for k in self.cspam_pam_after))
+        if not set(self.cspam_pam_after) <= {1, 2, 3} or self.cspam_theta_on not in ("reduced", "attention"):
+            raise ValueError(f"solov2: cspam_pam_after must name stages 1-3 (got {self.cspam_pam_after}) and "
+                             f"cspam_theta_on be 'reduced' or 'attention' (got {self.cspam_theta_on!r})")
         n = len(LEVEL_STRIDES)
         if len(self.num_grids) != n or len(self.scale_ranges) != n:
             raise ValueError(f"solov2: num_grids and scale_ranges need {n} levels, got "
@@ -401,7 +414,9 @@ class SOLOv2(Method):
             raise ValueError("solov2: num_classes must be > 0 (the harness sets it from the dataset)")
         if cfg.use_cspam:
             (build_cspam_backbone,) = _lazy("use_cspam", "methods.backbones.cspam", ["build_cspam_backbone"])
-            self.backbone = build_cspam_backbone(cfg.backbone, cfg.pretrained)
+            self.backbone = build_cspam_backbone(cfg.backbone, cfg.pretrained,
+                                                 pam_after=tuple(cfg.cspam_pam_after),
+                                                 theta_on=cfg.cspam_theta_on)
         else:
             self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
         in_channels = list(self.backbone.out_channels)

@@ -101,3 +101,19 @@ def test_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train"])  # argparse: missing --method
     assert e.value.code == 2
+
+
+def test_fields_added_later_count_in_the_hash_only_away_from_their_default():
+    cfg = make_config("solov2", "quick", dataset="shapes-coco", seed=0, overrides=["method.use_cspam=true"])
+    same = make_config("solov2", "quick", dataset="shapes-coco", seed=0,
+                       overrides=["method.use_cspam=true", "method.cspam_theta_on=reduced",
+                                  "method.cspam_pam_after=[2,3]"])
+    other = make_config("solov2", "quick", dataset="shapes-coco", seed=0,
+                        overrides=["method.use_cspam=true", "method.cspam_theta_on=attention"])
+    no_pam = make_config("solov2", "quick", dataset="shapes-coco", seed=0,
+                         overrides=["method.use_cspam=true", "method.cspam_pam_after=[]"])
+    assert same.method.cspam_pam_after == (2, 3)
+    assert train_hash(cfg) == train_hash(same)  # explicit defaults: the runs recorded before the fields existed
+    assert len({train_hash(cfg), train_hash(other), train_hash(no_pam)}) == 3
+    # the fields are still written in the run's config (records), whatever their value
+    assert to_flat(cfg)["method.cspam_theta_on"] == "reduced"

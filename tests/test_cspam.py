@@ -193,3 +193,21 @@ def test_complexity_resnet50_512():
     res = _compare("resnet50", (1, 3, 512, 512))
     print("resnet50 1x3x512x512 (params, FLOPs):", res)
     assert res["cspam"][1] - res["cspam_no_pam"][1] == _pam_flops(512, 64, 64) + _pam_flops(1024, 32, 32)
+
+
+@pytest.mark.parametrize("overrides, pams, theta_on", [
+    ((), ("2", "3"), "reduced"),
+    (("method.cspam_theta_on=attention",), ("2", "3"), "attention"),
+    (("method.cspam_pam_after=[]",), (), None),
+    (("method.cspam_pam_after=[3]",), ("3",), "reduced"),
+])
+def test_solov2_cspam_fields_build_the_stated_backbone(overrides, pams, theta_on):
+    import methods
+    from harness.config import make_config
+    cfg = make_config("solov2", "smoke", overrides=["method.use_cspam=true", "method.num_classes=3", *overrides])
+    backbone = methods.build_method(cfg.method).backbone
+    assert tuple(backbone.pam.keys()) == pams
+    assert {m.theta_on for m in backbone.pam.values()} == ({theta_on} if pams else set())
+    assert [f.shape[1] for f in backbone(torch.randn(1, 3, 64, 64))] == backbone.out_channels
+    with pytest.raises(ValueError, match="cspam_pam_after"):
+        make_config("solov2", "smoke", overrides=["method.cspam_pam_after=[4]"])
