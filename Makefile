@@ -18,7 +18,7 @@ define run_study
 endef
 
 .PHONY: install main test test-fast lint bench reports clean \
-	ablation-table1 ablation-table2 ablation-table3 \
+	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 postprocess-study coco-real
 
@@ -60,6 +60,9 @@ ablation-table2:
 	$(call run_study,comparison_table2)
 ablation-table3:
 	$(call run_study,street_table3)
+# not a table of the paper: which part of CSPAM moves AP (CSP stages, the PAM, theta's placement)
+ablation-cspam:
+	$(call run_study,ablation_cspam)
 
 uniinst-table1:
 	$(call run_study,uniinst_table1)

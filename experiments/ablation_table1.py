@@ -117,9 +117,9 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "CSPAM is built as the paper's text reads (section 2.1): theta multiplies the reduced map T1 before the "
         "concatenation with the attention output T2, and starts at 0, so at initialisation the module passes "
         "only the attention path (`methods/backbones/cspam.py`, `theta_on='reduced'`). The DANet-style reading "
-        "(theta scales the attention, the block starts as the reduced identity path, `theta_on='attention'`) "
-        "exists in the module but is not a run of this table; a CSPAM loss here may come from that reading "
-        "or from the half-width CSP stages trained from scratch.",
+        "(theta scales the attention, the block starts as the reduced map, `cspam_theta_on=attention`) and "
+        "CSPAM without the PAM (`cspam_pam_after=[]`) are not rows of this table; they are the diagnostic "
+        "study `ablation_cspam` (`make ablation-cspam`)" + _cspam_diag_note(),
         "AML rows use `method.aml_centroid_units=normalized` (centroids in [0, 1] image units). With the literal "
         "unit (stride-4 mask pixels) the centroid term dominates the mask loss (~30)" + _literal_aml_note(),
     ]
@@ -167,6 +167,24 @@ def _literal_aml_note() -> str:
     aps = ", ".join(f"{r['variant']} AP {r['metrics']['AP']:.1f}" for r in recs)
     return (f"; in the earlier quick profile (dataset generator v2, lr 0.04 x 1300 it) such runs gave {aps} "
             f"(`{path}`).")
+
+
+def _cspam_diag_note() -> str:
+    """The CSPAM diagnostic rows (study ``ablation_cspam``), mean AP over the seeds recorded."""
+    from harness.stats import mean_ci
+    from harness.studies import study_records
+    recs = study_records("ablation_cspam")
+    by_variant: dict[str, list[float]] = {}
+    for r in recs:
+        if (r.get("metrics") or {}).get("AP") is not None:
+            by_variant.setdefault(r["variant"], []).append(r["metrics"]["AP"])
+    if not by_variant:
+        return "; not run yet."
+    parts = []
+    for v, vals in by_variant.items():
+        mean, hw = mean_ci(vals)
+        parts.append(f"{v} {mean:.1f}" + (f" ± {hw:.1f}" if hw == hw and hw is not None else "") + f" (n={len(vals)})")
+    return ": AP " + "; ".join(parts) + " (`reports/ablation_cspam.md`)."
 
 
 def _fmt_effects(eff: pd.DataFrame) -> pd.DataFrame:
