@@ -459,3 +459,13 @@ def paper_vs_ours(df: pd.DataFrame, paper: dict, metrics: list[str], order: list
                 row[f"ours Δ{m}"] = fmt_diff(*diff_stats(vals, metric_values(df, baseline, m)))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def claim_row(df: pd.DataFrame, claim: str, variant: str, baseline: str, metric: str,
+              paper_effect: float) -> dict:
+    """One row of a report's claims table: the paper's effect (``variant`` − ``baseline`` on ``metric``),
+    ours (mean difference ± Welch 95 % CI, p) and the verdict of ``harness.verdicts.verdict``."""
+    from harness.verdicts import verdict
+    d, hw, p = diff_stats(metric_values(df, variant, metric), metric_values(df, baseline, metric))
+    return {"claim (paper)": claim, "paper": f"{paper_effect:+.1f}", "ours": fmt_diff(d, hw, p),
+            "verdict": "not measured" if d != d else verdict(d, hw, p, paper_effect)}

@@ -132,3 +132,14 @@ def test_casnet_upper_bound_reports_draw_both_columns(tmp_path, monkeypatch, nam
         assert "20.5 ±" in text and "40.5 ±" in text and "+20.0" in text
     else:
         assert "30.5 ±" in text and "50.5 ±" in text
+
+
+def test_claim_row_by_hand():
+    import pandas as pd
+
+    from harness.studies import claim_row
+    df = pd.DataFrame({"variant": ["a"] * 3 + ["b"] * 3, "AP": [12.0, 13.0, 14.0, 10.0, 10.5, 11.5]})
+    row = claim_row(df, "a beats b", "a", "b", "AP", 1.5)
+    # means 13.0 and 10.667: +2.3; Welch p < 0.05 with the paper's sign
+    assert row["paper"] == "+1.5" and row["ours"].startswith("+2.3 ± ") and row["verdict"] == "reproduced"
+    assert claim_row(df, "c beats b", "c", "b", "AP", 1.5)["verdict"] == "not measured"
