@@ -153,8 +153,30 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         fig.tight_layout()
 
     return ReportSpec(tables=[("Table 1: paper vs ours (mean ± 95 % CI over seeds)", table),
-                              *effect_tables, ("Claims", pd.DataFrame(claims))],
+                              *effect_tables, ("Claims", pd.DataFrame(claims)),
+                              ("Model size and computation (from the records; FLOPs at the test size)",
+                               size_table(records, names))],
                       notes=notes, figure=figure)
+
+
+def size_table(records: list[dict], names: list[str]) -> pd.DataFrame:
+    """Params and FLOPs per variant from its records (identical across seeds), with the change against the
+    baseline (row 0): the paper claims CSPAM cuts computation (section 2.1).  FLOPs are
+    ``torch.utils.flop_counter`` counts of one forward pass at the record's test size (square, px)."""
+    rows, base = [], None
+    for n in names:
+        rec = next((r for r in records if r["variant"] == n and r.get("params")), None)
+        if rec is None:
+            continue
+        params, flops = rec["params"], rec.get("flops")
+        side = (rec.get("config") or {}).get("data.test_short_side")
+        if base is None:
+            base = (params, flops)
+        rows.append({"variant": n, "params (M)": f"{params / 1e6:.3f}",
+                     "Δparams": f"{100.0 * (params - base[0]) / base[0]:+.1f} %",
+                     f"GFLOPs ({side} px)": f"{flops / 1e9:.3f}" if flops else "n/m",
+                     "ΔFLOPs": f"{100.0 * (flops - base[1]) / base[1]:+.1f} %" if flops and base[1] else "n/m"})
+    return pd.DataFrame(rows)
 
 
 def _literal_aml_note() -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments._casnet_common import NOTE_SCALE, SEPARATED_NOTE, casnet_variants
-from harness.studies import ReportSpec, Study, default_report, diff_stats, fmt_diff, paper_vs_ours, records_frame
-from harness.verdicts import verdict
+from harness.studies import ReportSpec, Study, claim_row, default_report, paper_vs_ours, records_frame
 
 METRICS = ("PQ", "SQ", "RQ", "PQ_things", "PQ_stuff", "mIoU", "AP")
 PAPER = {"casnet (joint)": {"PQ": 59.0, "SQ": 81.0, "RQ": 71.5, "PQ_things": 47.8, "PQ_stuff": 67.2,
@@ -18,9 +17,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     df = records_frame(records, metrics=METRICS)
     order = ["casnet (joint)", "casnet (separated)"]
     table = paper_vs_ours(df, PAPER, list(METRICS), order)
-    d, hw, p = diff_stats(df[df["variant"] == order[1]]["PQ"].tolist(), df[df["variant"] == order[0]]["PQ"].tolist())
-    claims = pd.DataFrame([{"claim (paper)": "separated training beats joint training (PQ)", "paper": "+7.1",
-                            "ours": fmt_diff(d, hw, p), "verdict": verdict(d, hw, p, 7.1)}])
+    claims = pd.DataFrame([claim_row(df, "separated training beats joint training (PQ)", order[1], order[0], "PQ",
+                                     7.1)])
     notes = [NOTE_SCALE, SEPARATED_NOTE,
              "PQ / SQ / RQ by harness/panoptic.py (hotcoco when installed), in percent; mIoU read off the panoptic "
              "maps. Paper columns other than PQ are as extracted from a scrambled PDF table."]

@@ -59,4 +59,5 @@ STUDY = Study(
     seeds=3,
     paper_numbers=PAPER,
     build_report=build_report,
+    reuse_records=False,  # ms/img and FPS of every row measured in this study's own session
 )

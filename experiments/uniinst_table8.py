@@ -42,4 +42,4 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
 
 STUDY = Study(name="uniinst_table8", title="UniInst Table 8: inference speed", source="uniinst.md, Table 8",
               variants=VARIANTS, dataset="shapes-coco", profile="quick", seeds=1, paper_numbers=PAPER,
-              build_report=build_report)
+              build_report=build_report, reuse_records=False)

@@ -4,15 +4,19 @@ A *variant* is one ExperimentConfig (method config + data + schedule + seed).  `
 trains it unless a finished run with the same ``train_hash`` exists (``harness.runs``), evaluates
 it once per post-processing kind asked for (no retraining), optionally times it, and appends one
 record per evaluation to ``results/<study>/runs.jsonl``.  A record whose key (run, variant,
-post-processing, val dataset, kind) is already in the file is not written again, so an interrupted
-study resumes where it stopped and never duplicates rows.
+post-processing, val dataset, kind, protocol, inference-only settings) is already in the file is not
+written again, so an interrupted study resumes where it stopped and never duplicates rows; changing an
+inference-only setting (CASNet's ``seed_thr``, SOLOv2's ``score_thr``) re-evaluates the same trained run.
+With ``reuse=True`` an identical evaluation recorded by another study is copied (``copied_from``) instead
+of being trained and evaluated again.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +26,7 @@ import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, to_flat, train_hash
 from harness.data.synthetic import generator_version
-from harness.runs import is_finished, read_final, run_dir_for, run_id_for
+from harness.runs import is_finished, read_final, run_dir_for, run_id_for, weights_id
 from harness.timing import count_flops, count_params, time_inference
 from harness.train import load_weights, resolve_num_classes, train
 
@@ -104,15 +108,79 @@ def evaluate_model(model, cfg: ExperimentConfig, val_ds, device: torch.device, *
     return metrics, results
 
 
+EVAL_FIELDS = ("eval.backend", "eval.max_dets", "eval.per_class", "data.test_short_side", "data.val_images")
+
+
+def inference_fingerprint(flat: dict, method: str | None) -> str:
+    """The settings, besides the trained weights and ``postprocess``, that decide an evaluation's numbers.
+
+    ``flat``: a record's flattened config.  The method's ``INFERENCE_ONLY`` fields (e.g. CASNet's ``seed_thr``,
+    SOLOv2's ``score_thr``) and ``EVAL_FIELDS``; a field missing from an older record counts at its current
+    default.  A ``*_checkpoint`` path counts by its last two components (run directory / file), so the same
+    run found under another work-dir root is the same evaluation.  Returns a canonical JSON string.
+    """
+    import methods as _methods
+    from harness.config import DataConfig, EvalConfig
+    defaults = {f"eval.{f.name}": f.default for f in fields(EvalConfig)}
+    defaults.update({f"data.{f.name}": f.default for f in fields(DataConfig)})
+    keys = list(EVAL_FIELDS)
+    cls = _methods.METHODS.get(method) if method else None
+    if cls is not None:
+        mdef = {f.name: f.default for f in fields(cls.Config)}
+        for name in cls.Config.INFERENCE_ONLY:
+            if name != "postprocess":  # a separate part of the record key
+                keys.append(f"method.{name}")
+                defaults[f"method.{name}"] = mdef.get(name)
+    out = {}
+    for k in keys:
+        v = flat.get(k, defaults.get(k))
+        if k.endswith("_checkpoint") and isinstance(v, str) and v:
+            v = "/".join(Path(v).parts[-2:])
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return json.dumps(out, sort_keys=True, default=str)
+
+
 def _record_key(rec: dict) -> tuple:
-    return (rec.get("run_id"), rec.get("variant"), rec.get("config", {}).get("method.postprocess"),
-            rec.get("data", {}).get("dataset"), rec.get("kind"), rec.get("data", {}).get("protocol", "coco"))
+    """What makes two eval records the same evaluation: the run, the variant name, the post-processing, the val
+    dataset, the record kind, the protocol and ``inference_fingerprint`` (inference-only settings such as CASNet's
+    ``seed_thr``: changing one re-evaluates the same trained run)."""
+    cfg = rec.get("config") or {}
+    return (rec.get("run_id"), rec.get("variant"), cfg.get("method.postprocess"),
+            rec.get("data", {}).get("dataset"), rec.get("kind"), rec.get("data", {}).get("protocol", "coco"),
+            inference_fingerprint(cfg, rec.get("method")))
 
 
-def _eval_probe(run_id: str, variant: str, postprocess: str, val_name: str, protocol: str) -> dict:
+def _eval_probe(run_id: str, variant: str, vcfg: ExperimentConfig, val_name: str, protocol: str) -> dict:
     """The fields of an eval record that ``_record_key`` reads, for a record not yet made."""
-    return {"run_id": run_id, "variant": variant, "config": {"method.postprocess": postprocess},
+    return {"run_id": run_id, "variant": variant, "config": to_flat(vcfg), "method": vcfg.method.name,
             "data": {"dataset": val_name, "protocol": protocol}, "kind": "eval"}
+
+
+def _reuse_key(rec: dict) -> tuple:
+    """``_record_key`` without the variant name: the same evaluation recorded by another study."""
+    k = _record_key(rec)
+    return k[:1] + k[2:]
+
+
+def find_in_other_studies(probe: dict, study: str, results_root: Path, weights: str | None = None) -> dict | None:
+    """An eval record of another study under ``results_root`` that is the same evaluation as ``probe`` (same
+    run, post-processing, val dataset, protocol and inference settings), or None.  The newest one wins.
+
+    ``weights``: the ``weights_id`` of the run's weights when they are here; then only a record of those weights
+    counts (when they are not here, any record of the run does: nothing here could be paired with it wrongly).
+    """
+    from harness.records import read_records
+    want = _reuse_key(probe)
+    found = None
+    for path in sorted(Path(results_root).glob("*/runs.jsonl")):
+        if path.parent.name == study:
+            continue
+        for r in read_records(path):
+            if (r.get("kind") == "eval" and _reuse_key(r) == want and not r.get("copied_from")
+                    and (weights is None or _weights_of(r) == weights)):
+                if found is None or r.get("started_utc", "") >= found.get("started_utc", ""):
+                    found = r
+    return found
 
 
 def _variant_records(path: Path, run_id: str, variant: str) -> list[dict]:
@@ -120,45 +188,84 @@ def _variant_records(path: Path, run_id: str, variant: str) -> list[dict]:
     return [r for r in read_records(path) if r.get("run_id") == run_id and r.get("variant", "").startswith(variant)]
 
 
-def existing_keys(path: Path) -> set:
+def _weights_of(rec: dict) -> str | None:
+    return (rec.get("train") or {}).get("weights_id")
+
+
+def existing_keys(path: Path, current_weights: dict[str, str] | None = None) -> set:
+    """``_record_key`` of the records in ``path``.
+
+    ``current_weights``: run_id -> ``weights_id`` of runs whose weights are here; a record of such a run made from
+    other weights (the run trained again after its work dir was lost, or a record older than ``weights_id``) is
+    left out, so it is evaluated again on these weights and never paired with records of them.
+    """
     from harness.records import read_records
     if not Path(path).is_file():
         return set()
-    return {_record_key(r) for r in read_records(path)}
+    current_weights = current_weights or {}
+    return {_record_key(r) for r in read_records(path)
+            if r.get("run_id") not in current_weights or _weights_of(r) == current_weights[r.get("run_id")]}
 
 
 def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess: list[str] | None = None,
                 do_time: bool = True, progress: bool = True, results_root: Path | None = None,
-                protocol: str = "coco", force: bool = False, panoptic: bool = False) -> list[dict]:
+                protocol: str = "coco", force: bool = False, panoptic: bool = False,
+                reuse: bool = False) -> list[dict]:
     """Train (or reuse) ``cfg``, evaluate once per post-processing kind, time, and record.
+
+    ``reuse``: copy an identical evaluation from another study's records (``find_in_other_studies``) when it
+    carries what this one needs (timing when ``do_time``, PQ when ``panoptic``).  Off for studies whose timings
+    must come from one session (speed tables).
 
     Returns the records of this variant (new and already present).
     """
     from harness.records import append_record, env_info, make_record, records_path, utc_now
     t_start = utc_now()
     path = records_path(study, results_root or "results")
-    keys = set() if force else existing_keys(path)
     val_ds = build_split(cfg, "val")
     train_ds = build_split(cfg, "train") if is_trainable(cfg) else None
     pps = postprocess or [cfg.method.postprocess]
     resolved = resolve_num_classes(cfg, train_ds if train_ds is not None else val_ds)
+    local_wid = weights_id(run_dir_for(resolved)) if is_trainable(resolved) else None
+    current = {run_id_for(resolved): local_wid} if local_wid else {}
+    keys = set() if force else existing_keys(path, current)
 
     def vname_of(pp: str) -> str:
         return variant if len(pps) == 1 else f"{variant}[{pp}]"
 
-    def probe_key(pp: str) -> tuple:
+    def probe(pp: str) -> dict:
         vcfg = replace(resolved, method=replace(resolved.method, postprocess=pp))
-        return _record_key(_eval_probe(run_id_for(vcfg), vname_of(pp), pp, val_ds.name, protocol))
+        return _eval_probe(run_id_for(vcfg), vname_of(pp), vcfg, val_ds.name, protocol)
 
+    def probe_key(pp: str) -> tuple:
+        return _record_key(probe(pp))
+
+    if reuse and not force and dist_utils.is_main():
+        # the same evaluation already recorded by another study (e.g. the Table 1 baseline inside a diagnostic
+        # study): copied, with the variant renamed and its origin kept, instead of training and evaluating again
+        for pp in pps:
+            if probe_key(pp) in keys:
+                continue
+            other = find_in_other_studies(probe(pp), study, results_root or Path("results"), local_wid)
+            if other is not None and (not do_time or other.get("timing")) and (
+                    not panoptic or "PQ" in (other.get("metrics") or {})):
+                rec = dict(other, study=study, variant=vname_of(pp),
+                           copied_from=f"{other['study']}/{other['variant']}")
+                append_record(path, rec)
+                keys.add(_record_key(rec))
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
         return _variant_records(path, run_id_for(resolved), variant)
     cfg, run_dir = ensure_trained(cfg, progress=progress, train_ds=train_ds)
+    if run_dir is not None and not local_wid and not force:
+        # trained just now (or by a process beside this one): records of other weights no longer count
+        keys = existing_keys(path, {run_id_for(cfg): weights_id(run_dir)})
     device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
     if train_ds is not None:
         check_same_classes(train_ds, val_ds)
     model = None
     out = []
     final = read_final(run_dir) if run_dir is not None else {}
+    wid = weights_id(run_dir) if run_dir is not None else None
     for pp in pps:
         vcfg = replace(cfg, method=replace(cfg.method, postprocess=pp))
         vname = vname_of(pp)
@@ -191,7 +298,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                   "generator_version": generator_version(cfg.data.dataset, val_ds.name)},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
-                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg)},
+                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
         append_record(path, rec)
         keys.add(_record_key(rec))

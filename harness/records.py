@@ -30,7 +30,9 @@ train          dict | None       run_dir, iterations, wall_s, train_hash
 =============  ================  ==========================================================
 
 Optional: ``eval_wall_s`` (number, seconds of inference + metrics + timing for this record; absent in
-records written before it existed).
+records written before it existed); ``copied_from`` (str, ``"<study>/<variant>"``: the record is another
+study's evaluation of the same run with the same inference settings, copied by ``harness.pipeline`` instead of
+evaluating again).
 
 Records are strict JSON (``allow_nan=False``): ``make_record`` turns NaN / inf into ``None``.
 """

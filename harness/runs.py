@@ -43,6 +43,25 @@ def read_final(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "final.json").read_text())
 
 
+def weights_id(run_dir: Path) -> str | None:
+    """Identity of a finished run's trained weights: sha256 of ``model_final.pth`` (first 16 hex digits), or None
+    when the run has no final weights.
+
+    The ``run_id`` names a training *config*; a run trained again (its work dir lost) from the same config is a
+    different set of weights unless training is bit-deterministic, so records also carry this identity and the
+    pipeline never pairs a record of one training with a record of another (``harness.pipeline``).
+    """
+    import hashlib
+    path = Path(run_dir) / "model_final.pth"
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

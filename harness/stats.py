@@ -204,3 +204,27 @@ def welch(a, b, conf: float = 0.95) -> WelchResult:
     res = sps.ttest_ind(xa, xb, equal_var=False)
     hw = float(sps.t.ppf(0.5 + conf / 2.0, dof) * se)
     return WelchResult(diff, diff - hw, diff + hw, float(res.statistic), dof, float(res.pvalue))
+
+
+def paired(a, b, conf: float = 0.95) -> WelchResult:
+    """Mean of the paired differences ``a[i] - b[i]`` with a one-sample t-test and its confidence interval.
+
+    For two evaluations of the *same* trained weights per seed (e.g. CASNet joint vs separated semantics, with vs
+    without NMS): the seed-to-seed variance of training cancels.  The p-value is
+    ``scipy.stats.ttest_rel(a, b)``'s; ``df`` = n - 1.
+
+    Raises:
+        ValueError: samples of different lengths or fewer than two pairs.
+    """
+    xa = np.asarray(a, dtype=np.float64).ravel()
+    xb = np.asarray(b, dtype=np.float64).ravel()
+    if xa.size != xb.size or xa.size < 2:
+        raise ValueError(f"paired needs two samples of equal length >= 2, got {xa.size} and {xb.size}")
+    d = xa - xb
+    diff = float(d.mean())
+    se = float(d.std(ddof=1) / math.sqrt(d.size))
+    if se == 0.0:
+        return WelchResult(diff, diff, diff, float("nan"), float(d.size - 1), float("nan"))
+    res = sps.ttest_rel(xa, xb)
+    hw = float(sps.t.ppf(0.5 + conf / 2.0, d.size - 1) * se)
+    return WelchResult(diff, diff - hw, diff + hw, float(res.statistic), float(d.size - 1), float(res.pvalue))

@@ -67,6 +67,9 @@ class Study:
     overrides: tuple[str, ...] = ()
     paper_numbers: dict = field(default_factory=dict)
     build_report: Callable | None = None
+    # copy an identical evaluation recorded by another study instead of evaluating again (``run_variant``'s
+    # ``reuse``); False where timings must come from this study's own session (speed tables)
+    reuse_records: bool = True
 
     def configs(self, profile: str | None = None, seeds: int | None = None, extra: tuple[str, ...] = ()):
         """Yield (variant, seed, ExperimentConfig) in run order (seed-major, so partial studies are balanced)."""
@@ -122,7 +125,8 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
                 continue
             cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
             run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
-                        do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic)
+                        do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
+                        reuse=study.reuse_records)
     if shard[0] != 0:
         return None
     return write_study_report(study)
@@ -201,7 +205,8 @@ def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
     """One row per record: variant, method, seed, metrics, ms/img, FPS, params, GFLOPs."""
     rows = []
     for r in records:
-        row = {"variant": r["variant"], "method": r["method"], "seed": r["seed"]}
+        row = {"variant": r["variant"], "method": r["method"], "seed": r["seed"], "run_id": r.get("run_id"),
+               "weights_id": (r.get("train") or {}).get("weights_id")}
         for m in metrics:
             row[m] = (r.get("metrics") or {}).get(m)
         t = r.get("timing") or {}
@@ -417,6 +422,43 @@ def diff_stats(a: list[float], b: list[float]) -> tuple[float, float | None, flo
     return w.diff, (w.ci_high - w.ci_low) / 2.0, w.p
 
 
+def same_weights_by_seed(df: pd.DataFrame, a: str, b: str) -> bool:
+    """Whether variants ``a`` and ``b`` are, seed for seed, evaluations of the same trained weights (same run and,
+    where recorded, the same ``weights_id``), with the same >= 2 seeds: then their difference is tested paired."""
+    if "run_id" not in df.columns:
+        return False
+    sa = df[df["variant"] == a].set_index("seed")
+    sb = df[df["variant"] == b].set_index("seed")
+    if len(sa) < 2 or sa.index.has_duplicates or sb.index.has_duplicates or set(sa.index) != set(sb.index):
+        return False
+    for seed in sa.index:
+        ra, rb = sa.loc[seed], sb.loc[seed]
+        if ra["run_id"] is None or ra["run_id"] != rb["run_id"]:
+            return False
+        wa, wb = ra.get("weights_id"), rb.get("weights_id")
+        if wa is not None and wb is not None and wa != wb:
+            return False
+    return True
+
+
+def variant_diff(df: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, float | None, float | None, bool]:
+    """mean(a) − mean(b) on ``metric`` with a 95 % CI half-width and p: paired by seed (``harness.stats.paired``)
+    when the two variants evaluate the same trained weights per seed (``same_weights_by_seed``), Welch otherwise.
+    Returns (difference, half-width, p, paired)."""
+    from harness.stats import paired
+    if same_weights_by_seed(df, a, b):
+        sa = df[df["variant"] == a].set_index("seed")[metric]
+        sb = df[df["variant"] == b].set_index("seed")[metric]
+        seeds = sorted(s for s in sa.index if sa[s] == sa[s] and sb[s] == sb[s] and sa[s] is not None
+                       and sb[s] is not None)
+        if len(seeds) >= 2:
+            r = paired([float(sa[s]) for s in seeds], [float(sb[s]) for s in seeds])
+            hw = (r.ci_high - r.ci_low) / 2.0
+            return r.diff, hw, (r.p if r.p == r.p else None), True
+    d, hw, p = diff_stats(metric_values(df, a, metric), metric_values(df, b, metric))
+    return d, hw, p, False
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or x != x else f"{x:.{digits}f}"
 
@@ -428,21 +470,25 @@ def fmt_signed_ci(mean: float, hw: float | None) -> str:
     return f"{mean:+.1f}" + (f" ± {hw:.1f}" if hw is not None and hw == hw else "")
 
 
-def fmt_diff(d: float, hw: float | None, p: float | None) -> str:
+def fmt_diff(d: float, hw: float | None, p: float | None, paired: bool = False) -> str:
+    """"+1.2 ± 0.4 (p=0.010)"; ", paired" inside the parentheses for a paired-by-seed test."""
     if d != d:
         return "n/m"
     s = f"{d:+.1f}"
     if hw is not None:
         s += f" ± {hw:.1f}"
     if p is not None:
-        s += f" (p={p:.3f})"
+        s += f" (p={p:.3f}" + (", paired)" if paired else ")")
+    elif paired:
+        s += " (paired)"
     return s
 
 
 def paper_vs_ours(df: pd.DataFrame, paper: dict, metrics: list[str], order: list[str],
                   baseline: str | None = None) -> pd.DataFrame:
     """Rows in ``order``: the paper's value and ours (mean ± 95 % CI over seeds) per metric, and, when
-    ``baseline`` is given, the difference from the baseline row (paper vs ours ± CI, Welch p)."""
+    ``baseline`` is given, the difference from the baseline row (paper vs ours ± CI and p: paired by seed when both
+    rows evaluate the same trained weights, Welch otherwise; ``variant_diff``)."""
     from harness.report import fmt_mean_ci
     from harness.stats import mean_ci
     rows = []
@@ -456,7 +502,7 @@ def paper_vs_ours(df: pd.DataFrame, paper: dict, metrics: list[str], order: list
             if baseline is not None and v != baseline:
                 pb = (paper.get(baseline) or {}).get(m)
                 row[f"paper Δ{m}"] = f"{pv - pb:+.1f}" if pv is not None and pb is not None else "–"
-                row[f"ours Δ{m}"] = fmt_diff(*diff_stats(vals, metric_values(df, baseline, m)))
+                row[f"ours Δ{m}"] = fmt_diff(*variant_diff(df, v, baseline, m))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -464,8 +510,9 @@ def paper_vs_ours(df: pd.DataFrame, paper: dict, metrics: list[str], order: list
 def claim_row(df: pd.DataFrame, claim: str, variant: str, baseline: str, metric: str,
               paper_effect: float) -> dict:
     """One row of a report's claims table: the paper's effect (``variant`` − ``baseline`` on ``metric``),
-    ours (mean difference ± Welch 95 % CI, p) and the verdict of ``harness.verdicts.verdict``."""
+    ours (mean difference ± 95 % CI, p; paired by seed on the same weights, else Welch: ``variant_diff``) and the
+    verdict of ``harness.verdicts.verdict``."""
     from harness.verdicts import verdict
-    d, hw, p = diff_stats(metric_values(df, variant, metric), metric_values(df, baseline, metric))
-    return {"claim (paper)": claim, "paper": f"{paper_effect:+.1f}", "ours": fmt_diff(d, hw, p),
+    d, hw, p, is_paired = variant_diff(df, variant, baseline, metric)
+    return {"claim (paper)": claim, "paper": f"{paper_effect:+.1f}", "ours": fmt_diff(d, hw, p, is_paired),
             "verdict": "not measured" if d != d else verdict(d, hw, p, paper_effect)}

@@ -149,7 +149,8 @@ def load_weights(model: torch.nn.Module, run_dir: Path) -> None:
         model.load_state_dict(state)
         return
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if not k.startswith(prefixes)] + list(unexpected)
+    # older runs saved the external submodule with their own weights; it is loaded from its own source
+    bad = [k for k in missing if not k.startswith(prefixes)] + [k for k in unexpected if not k.startswith(prefixes)]
     if bad:
         raise RuntimeError(f"run {run_dir}: weights do not fit the model (first keys: {bad[:5]})")
 
@@ -286,7 +287,10 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
              "world_size": world, "device": str(device)}
     if rank == 0:
         tmp = run_dir / "model_final.pth.tmp"
-        torch.save(model.state_dict(), tmp)
+        ext = tuple(getattr(model, "external_state_prefixes", ()))
+        # a submodule loaded from elsewhere (CASNet's separate semantic model) is not part of this run's weights:
+        # the run is the same whichever mode (joint / separated) trained it
+        torch.save({k: v for k, v in model.state_dict().items() if not (ext and k.startswith(ext))}, tmp)
         os.replace(tmp, run_dir / "model_final.pth")
         atomic_write_text(run_dir / "final.json", json.dumps(final, indent=2) + "\n")
     dist_utils.barrier()

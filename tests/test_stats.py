@@ -100,3 +100,19 @@ def test_welch_hand_computed():
     assert (res.ci_low, res.ci_high) == pytest.approx((-3.5 - hw, -3.5 + hw), rel=1e-12)
     with pytest.raises(ValueError, match=">= 2 values"):
         welch([1.0], b)
+
+
+def test_paired_by_hand():
+    import math
+
+    from harness.stats import paired
+    # differences 2, 3, 3: mean 8/3, sd sqrt(1/3), se 1/3, t = 8 on 2 df
+    r = paired([3.0, 5.0, 7.0], [1.0, 2.0, 4.0])
+    assert r.diff == pytest.approx(8 / 3)
+    assert r.t == pytest.approx(8.0)
+    assert r.df == 2
+    # t on 2 df has the closed-form CDF 1/2 + t / (2 sqrt(2 + t^2)): two-sided p = 1 - t / sqrt(2 + t^2)
+    assert r.p == pytest.approx(1 - 8 / math.sqrt(66))
+    assert (r.ci_high - r.ci_low) / 2 == pytest.approx(4.302653 / 3, rel=1e-6)  # t_0.975,2 x se
+    with pytest.raises(ValueError, match="equal length"):
+        paired([1.0, 2.0], [1.0, 2.0, 3.0])

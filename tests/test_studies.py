@@ -143,3 +143,27 @@ def test_claim_row_by_hand():
     # means 13.0 and 10.667: +2.3; Welch p < 0.05 with the paper's sign
     assert row["paper"] == "+1.5" and row["ours"].startswith("+2.3 ± ") and row["verdict"] == "reproduced"
     assert claim_row(df, "c beats b", "c", "b", "AP", 1.5)["verdict"] == "not measured"
+
+
+def test_variant_diff_pairs_only_evaluations_of_the_same_weights():
+    import pandas as pd
+
+    from harness.studies import variant_diff
+
+    def frame(runs_b, wids_b=(None, None, None)):
+        rows = []
+        for seed, (a, b) in enumerate(((10.0, 8.0), (20.0, 17.0), (15.0, 12.0))):
+            rows.append({"variant": "A", "seed": seed, "run_id": f"r{seed}", "weights_id": None, "AP": a})
+            rows.append({"variant": "B", "seed": seed, "run_id": runs_b[seed], "weights_id": wids_b[seed], "AP": b})
+        return pd.DataFrame(rows)
+
+    # same run per seed: paired differences 2, 3, 3 -> the seed-to-seed spread (10..20) cancels
+    d, hw, p, is_paired = variant_diff(frame(("r0", "r1", "r2")), "A", "B", "AP")
+    assert is_paired and d == pytest.approx(8 / 3) and hw == pytest.approx(4.302653 / 3, rel=1e-6)
+    # different runs (separate trainings): Welch, much wider
+    d, hw, p, is_paired = variant_diff(frame(("x0", "x1", "x2")), "A", "B", "AP")
+    assert not is_paired and d == pytest.approx(8 / 3) and hw > 5
+    # same run id but other recorded weights (trained again): not paired
+    df = frame(("r0", "r1", "r2"), ("w", None, None))
+    df.loc[(df["variant"] == "A") & (df["seed"] == 0), "weights_id"] = "v"
+    assert not variant_diff(df, "A", "B", "AP")[3]
