@@ -36,8 +36,28 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         if recs and all((r.get("timing") or {}).get("not_measured") for r in recs):
             ours.loc[i, ["ms/img", "FPS", "forward ms", "post-process (NMS) ms"]] = "not measured (fp16 needs CUDA)"
     paper = pd.DataFrame([{"method": k, **v} for k, v in PAPER.items()])
-    return ReportSpec(tables=[("Ours", ours), ("Paper Table 8 (V100)", paper)], notes=timing_note(records),
-                      figure=None)
+    claims = []
+    fp32 = {r["variant"]: (r.get("timing") or {}).get("ms_per_img") for r in records
+            if not (r.get("timing") or {}).get("not_measured")}
+    for other in ("condinst", "solov2", "maskrcnn"):
+        p_ratio = PAPER[other]["ms/img"] / PAPER["uniinst"]["ms/img"]
+        a, b = fp32.get("uniinst"), fp32.get(other)
+        ratio = b / a if a and b else None
+        claims.append({"claim (paper)": f"UniInst (no NMS) is faster than {other}",
+                       "paper ms/img ratio": f"{p_ratio:.2f}",
+                       "ours ms/img ratio": f"{ratio:.2f}" if ratio else "not measured",
+                       "verdict": "not measured" if ratio is None else
+                       f"inconclusive at this scale (within ±{TIE * 100:.0f} %)" if abs(ratio - 1) < TIE else
+                       "reproduced" if ratio > 1 else "not reproduced"})
+    notes = timing_note(records) + [
+        "Claims: ratio = the other method's median ms/img over UniInst's (> 1: UniInst faster), fp32, same "
+        f"session. One timing run of each (no CI): differences under {TIE * 100:.0f} % are treated as timing noise "
+        "of a CPU."]
+    return ReportSpec(tables=[("Ours", ours), ("Paper Table 8 (V100)", paper), ("Claims", pd.DataFrame(claims))],
+                      notes=notes, figure=None)
+
+
+TIE = 0.05  # relative ms/img difference below which one CPU timing run cannot tell two methods apart
 
 
 STUDY = Study(name="uniinst_table8", title="UniInst Table 8: inference speed", source="uniinst.md, Table 8",

@@ -9,7 +9,6 @@ byte-identically from committed records.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import shlex
 from collections.abc import Callable
@@ -295,7 +294,10 @@ def timing_note(records: list[dict]) -> list[str]:
                     f"torch {p['torch']}; data loading excluded; ms/img is the median of pre-processing + "
                     "forward + post-processing (see docs/timing.md)."
                     + (f" Machine load (1-min average) when timing started: {p['load_avg_1m']:.1f} on "
-                       f"{os.cpu_count()} cores; CPU timings taken beside other work are inflated."
+                       f"{(r.get('env') or {}).get('cpu_count', '?')} cores"
+                       " (it includes the same process's training or evaluation just before, so "
+                       "a value near the thread count alone does not mean other work); CPU timings taken beside other "
+                       "work are inflated."
                        if p.get("load_avg_1m") is not None else "")]
     return []
 
