@@ -6,7 +6,7 @@ PROFILE ?=
 SEEDS ?=
 JOBS ?= 1
 VARIANTS ?=
-STUDY_ARGS = $(if $(PROFILE),--profile $(or $(PROFILE),quick)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)")
+STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)")
 
 # run study $(1); with JOBS=N > 1, N processes share it (one torch thread each), then the report is written
 define run_study

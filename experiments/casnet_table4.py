@@ -6,6 +6,7 @@ from functools import partial
 import pandas as pd
 
 from experiments._casnet_common import NOTE_SCALE, casnet_variants
+from experiments.casnet_table2 import PAPER as TABLE2_PAPER
 from experiments.casnet_table3 import upper_bound_figure
 from harness.studies import ReportSpec, Study, claim_row, records_frame
 
@@ -30,7 +31,6 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
                 if m == "PQ":
                     bars[(f"PQ {group}", v)] = mean_ci(vals) if vals else (float("nan"), None)
         rows.append(row)
-    from experiments.casnet_table2 import PAPER as TABLE2_PAPER
     claims = pd.DataFrame([claim_row(df, "with GT semantics PQ is above the joint model's (the upper bound)",
                                      "casnet (GT semantics)", "casnet (joint)", "PQ",
                                      PAPER["all"][0] - TABLE2_PAPER["casnet (joint)"]["PQ"])])

@@ -162,25 +162,23 @@ def _reuse_key(rec: dict) -> tuple:
     return k[:1] + k[2:]
 
 
-def find_in_other_studies(probe: dict, study: str, results_root: Path, weights: str | None = None) -> dict | None:
-    """An eval record of another study under ``results_root`` that is the same evaluation as ``probe`` (same
+def other_studies_evals(study: str, results_root: Path) -> list[dict]:
+    """The original (not copied) eval records of every study under ``results_root`` except ``study``."""
+    from harness.records import read_records
+    return [r for path in sorted(Path(results_root).glob("*/runs.jsonl")) if path.parent.name != study
+            for r in read_records(path) if r.get("kind") == "eval" and not r.get("copied_from")]
+
+
+def find_in_other_studies(probe: dict, candidates: list[dict], weights: str | None = None) -> dict | None:
+    """The record among ``candidates`` (``other_studies_evals``) that is the same evaluation as ``probe`` (same
     run, post-processing, val dataset, protocol and inference settings), or None.  The newest one wins.
 
     ``weights``: the ``weights_id`` of the run's weights when they are here; then only a record of those weights
     counts (when they are not here, any record of the run does: nothing here could be paired with it wrongly).
     """
-    from harness.records import read_records
     want = _reuse_key(probe)
-    found = None
-    for path in sorted(Path(results_root).glob("*/runs.jsonl")):
-        if path.parent.name == study:
-            continue
-        for r in read_records(path):
-            if (r.get("kind") == "eval" and _reuse_key(r) == want and not r.get("copied_from")
-                    and (weights is None or _weights_of(r) == weights)):
-                if found is None or r.get("started_utc", "") >= found.get("started_utc", ""):
-                    found = r
-    return found
+    found = [r for r in candidates if _reuse_key(r) == want and (weights is None or _weights_of(r) == weights)]
+    return max(found, key=lambda r: r.get("started_utc", ""), default=None)
 
 
 def _variant_records(path: Path, run_id: str, variant: str) -> list[dict]:
@@ -243,10 +241,13 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
     if reuse and not force and dist_utils.is_main():
         # the same evaluation already recorded by another study (e.g. the Table 1 baseline inside a diagnostic
         # study): copied, with the variant renamed and its origin kept, instead of training and evaluating again
+        candidates = None
         for pp in pps:
             if probe_key(pp) in keys:
                 continue
-            other = find_in_other_studies(probe(pp), study, results_root or Path("results"), local_wid)
+            if candidates is None:
+                candidates = other_studies_evals(study, results_root or Path("results"))
+            other = find_in_other_studies(probe(pp), candidates, local_wid)
             if other is not None and (not do_time or other.get("timing")) and (
                     not panoptic or "PQ" in (other.get("metrics") or {})):
                 rec = dict(other, study=study, variant=vname_of(pp),
@@ -256,16 +257,16 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
         return _variant_records(path, run_id_for(resolved), variant)
     cfg, run_dir = ensure_trained(cfg, progress=progress, train_ds=train_ds)
-    if run_dir is not None and not local_wid and not force:
+    wid = local_wid or (weights_id(run_dir) if run_dir is not None else None)
+    if wid and not local_wid and not force:
         # trained just now (or by a process beside this one): records of other weights no longer count
-        keys = existing_keys(path, {run_id_for(cfg): weights_id(run_dir)})
+        keys = existing_keys(path, {run_id_for(cfg): wid})
     device = dist_utils.resolve_device(cfg.train.device if cfg.train.device != "auto" else "auto")
     if train_ds is not None:
         check_same_classes(train_ds, val_ds)
     model = None
     out = []
     final = read_final(run_dir) if run_dir is not None else {}
-    wid = weights_id(run_dir) if run_dir is not None else None
     for pp in pps:
         vcfg = replace(cfg, method=replace(cfg.method, postprocess=pp))
         vname = vname_of(pp)

@@ -211,7 +211,7 @@ def paired(a, b, conf: float = 0.95) -> WelchResult:
 
     For two evaluations of the *same* trained weights per seed (e.g. CASNet joint vs separated semantics, with vs
     without NMS): the seed-to-seed variance of training cancels.  The p-value is
-    ``scipy.stats.ttest_rel(a, b)``'s; ``df`` = n - 1.
+    ``scipy.stats.ttest_rel(a, b)``'s, and so is the interval; ``df`` = n - 1.
 
     Raises:
         ValueError: samples of different lengths or fewer than two pairs.
@@ -222,9 +222,8 @@ def paired(a, b, conf: float = 0.95) -> WelchResult:
         raise ValueError(f"paired needs two samples of equal length >= 2, got {xa.size} and {xb.size}")
     d = xa - xb
     diff = float(d.mean())
-    se = float(d.std(ddof=1) / math.sqrt(d.size))
-    if se == 0.0:
+    if float(d.std(ddof=1)) == 0.0:
         return WelchResult(diff, diff, diff, float("nan"), float(d.size - 1), float("nan"))
     res = sps.ttest_rel(xa, xb)
-    hw = float(sps.t.ppf(0.5 + conf / 2.0, d.size - 1) * se)
-    return WelchResult(diff, diff - hw, diff + hw, float(res.statistic), float(d.size - 1), float(res.pvalue))
+    ci = res.confidence_interval(confidence_level=conf)
+    return WelchResult(diff, float(ci.low), float(ci.high), float(res.statistic), float(d.size - 1), float(res.pvalue))

@@ -449,12 +449,10 @@ def variant_diff(df: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, 
     Returns (difference, half-width, p, paired)."""
     from harness.stats import paired
     if same_weights_by_seed(df, a, b):
-        sa = df[df["variant"] == a].set_index("seed")[metric]
-        sb = df[df["variant"] == b].set_index("seed")[metric]
-        seeds = sorted(s for s in sa.index if sa[s] == sa[s] and sb[s] == sb[s] and sa[s] is not None
-                       and sb[s] is not None)
-        if len(seeds) >= 2:
-            r = paired([float(sa[s]) for s in seeds], [float(sb[s]) for s in seeds])
+        both = pd.concat({"a": df[df["variant"] == a].set_index("seed")[metric],
+                          "b": df[df["variant"] == b].set_index("seed")[metric]}, axis=1).astype(float).dropna()
+        if len(both) >= 2:
+            r = paired(both["a"].to_numpy(), both["b"].to_numpy())
             hw = (r.ci_high - r.ci_low) / 2.0
             return r.diff, hw, (r.p if r.p == r.p else None), True
     d, hw, p = diff_stats(metric_values(df, a, metric), metric_values(df, b, metric))
