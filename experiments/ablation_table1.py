@@ -105,7 +105,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "provisional; "
         "main effects average over the other factors' levels, so a factor that breaks training in some cells "
         "moves them all."]
-    notes = status + [
+    notes = status + [_baseline_spread_note(base["AP"].tolist())] + [
         "Paper: COCO train2017 / val, ResNet-50-FPN, GPU training. Ours: synthetic `shapes-coco` at the quick "
         "profile (narrow ResNet from scratch, CPU). Absolute AP values are not comparable; the question is "
         "whether the *effects* (differences) hold.",
@@ -119,7 +119,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "only the attention path (`methods/backbones/cspam.py`, `theta_on='reduced'`). The DANet-style reading "
         "(theta scales the attention, the block starts as the reduced map, `cspam_theta_on=attention`) and "
         "CSPAM without the PAM (`cspam_pam_after=[]`) are not rows of this table; they are the diagnostic "
-        "study `ablation_cspam` (`make ablation-cspam`)" + _cspam_diag_note(),
+        "study `ablation_cspam` (`make ablation-cspam`)" + _cspam_diag_note(_schedules(records)),
         "AML rows use `method.aml_centroid_units=normalized` (centroids in [0, 1] image units). With the literal "
         "unit (stride-4 mask pixels) the centroid term dominates the mask loss (~30)" + _literal_aml_note(),
     ]
@@ -191,8 +191,27 @@ def _literal_aml_note() -> str:
             f"(`{path}`).")
 
 
-def _cspam_diag_note() -> str:
-    """The CSPAM diagnostic rows (study ``ablation_cspam``), mean AP over the seeds recorded."""
+def _schedules(records: list[dict]) -> set[tuple]:
+    """The training schedules (max_iter, base_lr, warmup_iters) of ``records``."""
+    return {tuple((r.get("config") or {}).get(k) for k in ("train.max_iter", "train.base_lr", "train.warmup_iters"))
+            for r in records}
+
+
+def _baseline_spread_note(ap: list[float]) -> str:
+    """The baseline's AP over seeds and its standard deviation, against the SOLOv2 issue's goal (std <= 1.0)."""
+    from harness.stats import std_ci
+    s, lo, hi = std_ci(ap)
+    if s != s:
+        return "Baseline seed spread: needs at least 2 seeds."
+    return (f"Baseline seed spread: AP {', '.join(f'{x:.1f}' for x in ap)} over {len(ap)} seeds, std {s:.2f} "
+            f"(95 % CI [{lo:.2f}, {hi:.2f}], chi-square) against the goal std ≤ 1.0 that makes 2-AP effects "
+            "visible; a spread from 3 seeds is uncertain by a factor of ~12, `reports/seed_variance.md` measures "
+            "it over 10 seeds.")
+
+
+def _cspam_diag_note(schedules: set[tuple]) -> str:
+    """The CSPAM diagnostic rows (study ``ablation_cspam``), mean AP over the seeds recorded; flagged when they were
+    trained on another schedule than ``schedules`` (this table's)."""
     from harness.stats import mean_ci
     from harness.studies import study_records
     recs = study_records("ablation_cspam")
@@ -206,7 +225,11 @@ def _cspam_diag_note() -> str:
     for v, vals in by_variant.items():
         mean, hw = mean_ci(vals)
         parts.append(f"{v} {mean:.1f}" + (f" ± {hw:.1f}" if hw == hw and hw is not None else "") + f" (n={len(vals)})")
-    return ": AP " + "; ".join(parts) + " (`reports/ablation_cspam.md`)."
+    other = _schedules(recs) - schedules
+    caveat = "" if not other else (
+        " — trained on another schedule than this table's rows (max_iter, lr, warm-up: "
+        + ", ".join(str(x) for x in sorted(other, key=str)) + "), so compare within that report only")
+    return ": AP " + "; ".join(parts) + f" (`reports/ablation_cspam.md`){caveat}."
 
 
 def _fmt_effects(eff: pd.DataFrame) -> pd.DataFrame:

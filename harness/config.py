@@ -193,11 +193,11 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
                            test_short_side=128),
                 # tuned on SOLOv2 (one seed each, 128 px shapes-coco, narrow ResNet): lr 0.04 x 1300 it gave AP
                 # 19.5, lr 0.08 x 1300 it 26.4, lr 0.08 x 1000 it 20.9; 1200 it keeps one run within 5 minutes
-                # on 2 CPU cores.  Every method shares this schedule.  Known weakness: the seed-to-seed spread
-                # is large (SOLOv2 AP 23.6 / 16.6 / 19.7 over seeds 0-2, results/ablation_table1): when the mask
-                # branch starts learning varies by seed (dice loss < 1.0 at it 260 / 500 / 380), and 1200 it leave no
-                # slack to absorb it.  lr 0.04 x 1300 it had a spread of 0.8 AP but a mean of 18.9.
-                TrainConfig(max_iter=1200, batch_size=8, base_lr=0.08, warmup_iters=100,
+                # on 2 CPU cores.  Every method shares this schedule.  Warm-up 300 it (was 100 until 2026-12-01):
+                # with 100, when the mask branch started learning varied by seed (dice loss < 1.0 at it 260 / 500 /
+                # 380) and SOLOv2's AP spread was std 2.04 over 5 seeds (mean 19.9); with 300 it is std 1.02 over
+                # 10 seeds (mean 24.7; seeds 0-2: 24.7 / 26.0 / 25.5), `make seed-variance`, reports/seed_variance.md.
+                TrainConfig(max_iter=1200, batch_size=8, base_lr=0.08, warmup_iters=300,
                             steps=(1000, 1150), checkpoint_period=250),
                 EvalConfig(),
                 TimingConfig(warmup_iters=5, num_images=50))

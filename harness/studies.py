@@ -98,6 +98,16 @@ def known_studies() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_"))
 
 
+def shard_of(variant_index: int, seed: int, n: int) -> int:
+    """The shard (of ``n``) that runs variant ``variant_index`` (among the selected variants) at ``seed``.
+
+    ``(variant_index + seed) % n``: the variants rotate over the shards from seed to seed, so a slow variant
+    (e.g. Mask R-CNN, ~4x a SOLOv2 run) does not land on the same shard at every seed, as it did with a plain
+    round-robin over the seed-major job list whenever the number of variants is a multiple of ``n``.
+    """
+    return (variant_index + seed) % n
+
+
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
               only_report: bool = False, overrides: list[str] | None = None,
               shard: tuple[int, int] = (0, 1), variants: list[str] | None = None) -> tuple[Path, Path] | None:
@@ -106,8 +116,8 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     ``variants``: run only these variants (names as in the study; the report still covers all of them).
     Raises KeyError naming an unknown variant and listing the study's variants.
 
-    ``shard=(i, n)``: this process takes the runs whose index is i modulo n, so n processes (e.g. one per
-    core, each with ``--set train.threads=1``) share a study; records are appended under a file lock.
+    ``shard=(i, n)``: this process takes the runs ``shard_of`` gives to i, so n processes (e.g. one per core,
+    each with ``--set train.threads=1``) share a study; records are appended under a file lock.
     Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
     """
     from harness.pipeline import run_variant
@@ -119,8 +129,9 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     if not only_report:
         jobs = [job for job in study.configs(profile, seeds, tuple(overrides or ()))
                 if not variants or job[0].name in variants]
-        for k, (v, _seed, cfg) in enumerate(jobs):
-            if k % shard[1] != shard[0]:
+        order = {n: j for j, n in enumerate(dict.fromkeys(job[0].name for job in jobs))}
+        for v, seed, cfg in jobs:
+            if shard_of(order[v.name], seed, shard[1]) != shard[0]:
                 continue
             cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
             run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
@@ -181,6 +192,34 @@ def study_records(study_name: str) -> list[dict]:
     return list(latest.values())
 
 
+SCHEDULE_KEYS = ("train.max_iter", "train.batch_size", "train.base_lr", "train.warmup_iters", "train.warmup_factor",
+                 "train.steps", "data.image_size", "data.train_images", "data.train_short_sides")
+
+
+def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
+    """A warning when the rows of a study rest on runs trained with different schedules.
+
+    Keys a variant sets itself (its ``overrides``) are left out: those differ by design.  A mix arises when a
+    profile's defaults change (e.g. the quick profile's warm-up, 100 -> 300 iterations on 2026-12-01) and only
+    part of a study has been run again: each (variant, seed) shows its newest record, so old and new coexist.
+    """
+    own = {v.name: {o.split("=", 1)[0] for o in v.overrides + study.overrides} for v in study.variants}
+    counts: dict[str, dict[str, int]] = {k: {} for k in SCHEDULE_KEYS}
+    for r in records:
+        c = r.get("config") or {}
+        base = next((n for n in own if r["variant"] == n or r["variant"].startswith(n + "[")), None)
+        for k in SCHEDULE_KEYS:
+            if k not in own.get(base, set()):
+                counts[k][str(c.get(k))] = counts[k].get(str(c.get(k)), 0) + 1
+    mixed = {k: v for k, v in counts.items() if len(v) > 1}
+    if not mixed:
+        return []
+    parts = [" / ".join(f"{k}={val}: {n} records" for val, n in v.items()) for k, v in mixed.items()]
+    return [f"Mixed schedules: these rows combine runs trained with different settings ({'; '.join(parts)}), "
+            f"e.g. records made before a profile default changed; `python -m harness study {study.name}` trains "
+            "and evaluates the missing runs of the current settings."]
+
+
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
@@ -192,6 +231,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
+    status += mixed_schedule_note(study, records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
              + compute_notes(records))
     return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
@@ -244,12 +284,16 @@ def training_notes(records: list[dict]) -> list[str]:
     seen = {}
     for r in records:
         c = r.get("config", {})
-        key = (r["method"], c.get("profile"), c.get("data.dataset"))
+        # the schedule is part of the key: a study whose records mix schedules (e.g. records from before the quick
+        # profile's warm-up changed) shows one note per schedule instead of hiding the mix
+        key = (r["method"], c.get("profile"), c.get("data.dataset"), c.get("train.max_iter"),
+               c.get("train.base_lr"), c.get("train.warmup_iters"))
         tr = r.get("train") or {}
         if key in seen or tr.get("iterations") is None:
             continue
         seen[key] = (f"`{r['method']}`: profile {c.get('profile')}, trained on `{c.get('data.dataset')}` for "
-                     f"{tr.get('iterations')} iterations x batch {c.get('train.batch_size')} from "
+                     f"{tr.get('iterations')} iterations x batch {c.get('train.batch_size')} "
+                     f"(lr {c.get('train.base_lr')}, warm-up {c.get('train.warmup_iters')} it) from "
                      f"{'scratch' if not c.get('method.pretrained') else c.get('method.pretrained')} "
                      f"(backbone {c.get('method.backbone')}), images resized to short side "
                      f"{c.get('data.train_short_sides')} (test {c.get('data.test_short_side')}), "

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.stats import factorial_effects, mean_ci, summarize, welch
+from harness.stats import factorial_effects, mean_ci, std_ci, summarize, welch
 
 # t quantile with 2 degrees of freedom has a closed form: t_p = (2p - 1) / sqrt(2 p (1 - p))
 T975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # 4.3027
@@ -116,3 +116,15 @@ def test_paired_by_hand():
     assert (r.ci_high - r.ci_low) / 2 == pytest.approx(4.302653 / 3, rel=1e-6)  # t_0.975,2 x se
     with pytest.raises(ValueError, match="equal length"):
         paired([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_std_ci_by_hand():
+    # values 1, 2, 3: s = 1, n - 1 = 2.  With 2 degrees of freedom the chi-square cdf is 1 - exp(-x/2), so its
+    # quantile is -2 ln(1 - q): 7.3778 at 0.975 and 0.050636 at 0.025.
+    s, lo, hi = std_ci([1.0, 2.0, 3.0])
+    assert s == pytest.approx(1.0)
+    assert lo == pytest.approx(math.sqrt(2.0 / (-2.0 * math.log(0.025))), rel=1e-9)  # 0.5207
+    assert hi == pytest.approx(math.sqrt(2.0 / (-2.0 * math.log(0.975))), rel=1e-9)  # 6.2847
+    assert all(math.isnan(v) for v in std_ci([4.0]))
+    with pytest.raises(ValueError):
+        std_ci([1.0, 2.0], conf=1.0)

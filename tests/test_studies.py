@@ -82,8 +82,11 @@ def test_run_study_variants_filter_and_shards(monkeypatch):
     monkeypatch.setattr(harness.pipeline, "run_variant", lambda study, v, cfg, **kw: calls.append((v, cfg.seed)))
     monkeypatch.setattr(studies, "write_study_report", lambda study: None)
     studies.run_study("uniinst_table1", profile="smoke", seeds=3, variants=["condinst", "uniinst"], shard=(1, 2))
-    # seed-major order over the 6 selected jobs; shard 1 of 2 takes jobs 1, 3, 5
-    assert calls == [("uniinst", 0), ("uniinst", 1), ("uniinst", 2)]
+    # the variants rotate over the shards from seed to seed: shard 1 of 2 does not get every uniinst run
+    assert calls == [("uniinst", 0), ("condinst", 1), ("uniinst", 2)]
+    calls.clear()
+    studies.run_study("uniinst_table1", profile="smoke", seeds=3, variants=["condinst", "uniinst"], shard=(0, 2))
+    assert calls == [("condinst", 0), ("uniinst", 1), ("condinst", 2)]
     with pytest.raises(KeyError, match="no variant 'nope'.*condinst"):
         studies.run_study("uniinst_table1", profile="smoke", variants=["nope"])
 
@@ -167,3 +170,19 @@ def test_variant_diff_pairs_only_evaluations_of_the_same_weights():
     df = frame(("r0", "r1", "r2"), ("w", None, None))
     df.loc[(df["variant"] == "A") & (df["seed"] == 0), "weights_id"] = "v"
     assert not variant_diff(df, "A", "B", "AP")[3]
+
+
+def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override():
+    from harness.studies import Study, Variant, mixed_schedule_note
+    study = Study(name="s", title="t", source="src", variants=(
+        Variant("a", "solov2"), Variant("b", "solov2", overrides=("train.base_lr=0.04",))))
+
+    def rec(variant, warmup, lr):
+        return {"variant": variant, "config": {"train.max_iter": 1200, "train.warmup_iters": warmup,
+                                               "train.base_lr": lr}}
+    same = [rec("a", 300, 0.08), rec("b", 300, 0.04), rec("a[none]", 300, 0.08)]
+    assert mixed_schedule_note(study, same) == []  # b's own lr is by design
+    mixed = same + [rec("a", 100, 0.08)]
+    (note,) = mixed_schedule_note(study, mixed)
+    assert "train.warmup_iters=300: 3 records" in note and "train.warmup_iters=100: 1 records" in note
+    assert "base_lr" not in note
