@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--report-only", action="store_true", help="only regenerate the report from records")
     p.add_argument("--shard", default="0/1", metavar="I/N",
-                   help="run only every N-th (variant, seed) starting at I, to share a study between processes")
+                   help="run only shard I of N of the (variant, seed) runs (variants rotate over the shards from "
+                   "seed to seed), to share a study between processes")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
