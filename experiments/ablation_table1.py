@@ -192,9 +192,9 @@ def _literal_aml_note() -> str:
 
 
 def _schedules(records: list[dict]) -> set[tuple]:
-    """The training schedules (max_iter, base_lr, warmup_iters) of ``records``."""
-    return {tuple((r.get("config") or {}).get(k) for k in ("train.max_iter", "train.base_lr", "train.warmup_iters"))
-            for r in records}
+    """The training schedules (``harness.studies.schedule_of``) of ``records``."""
+    from harness.studies import schedule_of
+    return {schedule_of(r) for r in records}
 
 
 def _baseline_spread_note(ap: list[float]) -> str:
@@ -227,8 +227,9 @@ def _cspam_diag_note(schedules: set[tuple]) -> str:
         parts.append(f"{v} {mean:.1f}" + (f" ± {hw:.1f}" if hw == hw and hw is not None else "") + f" (n={len(vals)})")
     other = _schedules(recs) - schedules
     caveat = "" if not other else (
-        " — trained on another schedule than this table's rows (max_iter, lr, warm-up: "
-        + ", ".join(str(x) for x in sorted(other, key=str)) + "), so compare within that report only")
+        " — trained on another schedule than this table's rows ("
+        + "; ".join(", ".join(f"{k}={v}" for k, v in sched) for sched in sorted(other)) + "), so compare within "
+        "that report only")
     return ": AP " + "; ".join(parts) + f" (`reports/ablation_cspam.md`){caveat}."
 
 

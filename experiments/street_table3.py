@@ -30,23 +30,20 @@ def _variants():
 def build_report(study: Study, records: list[dict]) -> ReportSpec:
     from harness.report import fmt_mean_ci
     from harness.stats import mean_ci
+    per_run = records_frame(records, metrics=("AP",))
+    for c in CLASSES:  # one row per record, in record order; a class without a value is NaN, not 0
+        per_run[c] = pd.to_numeric(pd.Series([(r["metrics"].get("per_class") or {}).get(c) for r in records],
+                                             index=per_run.index, dtype=object), errors="coerce")
     rows = []
     for name in PAPER:
-        recs = [r for r in records if r["variant"] == name]
+        sub = per_run[per_run["variant"] == name]
         row = {"method": name}
         for col in ("AP",) + CLASSES:
             row[f"paper {col}"] = PAPER[name][col]
-            if col == "AP":
-                vals = [r["metrics"]["AP"] for r in recs]
-            else:
-                vals = [(r["metrics"].get("per_class") or {}).get(col) for r in recs]
-                vals = [v for v in vals if v is not None]
+            vals = sub[col].dropna().tolist()
             row[f"ours {col}"] = fmt_mean_ci(*mean_ci(vals)) if vals else "n/m"
         rows.append(row)
     df = pd.DataFrame(rows)
-    per_run = records_frame(records, metrics=("AP",))
-    for c in CLASSES:  # same order as the records
-        per_run[c] = [(r["metrics"].get("per_class") or {}).get(c) for r in records]
     imp, base = PAPER["solov2_improved"], PAPER["solov2"]
     claims = pd.DataFrame([
         claim_row(per_run, f"the improved SOLOv2 beats SOLOv2 on {'mask AP' if m == 'AP' else m + ' AP'}",
@@ -60,14 +57,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         import numpy as np
         ax = fig.add_subplot(1, 1, 1)
         x = np.arange(len(CLASSES))
-        names = [n for n in PAPER if any(r["variant"] == n for r in records)]
+        means = per_run.groupby("variant")[list(CLASSES)].mean()  # NaN (no value) left out, not counted as 0
+        names = [n for n in PAPER if n in means.index]
         w = 0.8 / max(1, len(names))
         for k, n in enumerate(names):
-            recs = [r for r in records if r["variant"] == n]
-            # a class without a value (no instance of it in the val split) is a gap, not a zero
-            means = [np.nanmean([np.nan if (v := (r["metrics"].get("per_class") or {}).get(c)) is None else v
-                                 for r in recs]) for c in CLASSES]
-            ax.bar(x + k * w, means, w, label=n)
+            ax.bar(x + k * w, means.loc[n].to_numpy(), w, label=n)
         ax.set_xticks(x + w * (len(names) - 1) / 2, CLASSES)
         ax.set_ylabel("mask AP (ours, mean over seeds)")
         ax.legend(fontsize=8)

@@ -196,6 +196,13 @@ SCHEDULE_KEYS = ("train.max_iter", "train.batch_size", "train.base_lr", "train.w
                  "train.steps", "data.image_size", "data.train_images", "data.train_short_sides")
 
 
+def schedule_of(rec: dict, skip: set[str] | frozenset = frozenset()) -> tuple[tuple[str, str], ...]:
+    """The training schedule a record's run was trained with: ``(key, value as str)`` over ``SCHEDULE_KEYS``
+    minus ``skip``."""
+    c = rec.get("config") or {}
+    return tuple((k, str(c.get(k))) for k in SCHEDULE_KEYS if k not in skip)
+
+
 def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
     """A warning when the rows of a study rest on runs trained with different schedules.
 
@@ -203,14 +210,12 @@ def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
     profile's defaults change (e.g. the quick profile's warm-up, 100 -> 300 iterations on 2026-12-01) and only
     part of a study has been run again: each (variant, seed) shows its newest record, so old and new coexist.
     """
+    from collections import Counter
     own = {v.name: {o.split("=", 1)[0] for o in v.overrides + study.overrides} for v in study.variants}
-    counts: dict[str, dict[str, int]] = {k: {} for k in SCHEDULE_KEYS}
-    for r in records:
-        c = r.get("config") or {}
-        base = next((n for n in own if r["variant"] == n or r["variant"].startswith(n + "[")), None)
-        for k in SCHEDULE_KEYS:
-            if k not in own.get(base, set()):
-                counts[k][str(c.get(k))] = counts[k].get(str(c.get(k)), 0) + 1
+    counts: dict[str, Counter] = {k: Counter() for k in SCHEDULE_KEYS}
+    for r in records:  # a record's variant is "name" or "name[post-processing]"
+        for k, val in schedule_of(r, own.get(r["variant"].split("[")[0], set())):
+            counts[k][val] += 1
     mixed = {k: v for k, v in counts.items() if len(v) > 1}
     if not mixed:
         return []
@@ -286,8 +291,7 @@ def training_notes(records: list[dict]) -> list[str]:
         c = r.get("config", {})
         # the schedule is part of the key: a study whose records mix schedules (e.g. records from before the quick
         # profile's warm-up changed) shows one note per schedule instead of hiding the mix
-        key = (r["method"], c.get("profile"), c.get("data.dataset"), c.get("train.max_iter"),
-               c.get("train.base_lr"), c.get("train.warmup_iters"))
+        key = (r["method"], c.get("profile"), c.get("data.dataset"), schedule_of(r))
         tr = r.get("train") or {}
         if key in seen or tr.get("iterations") is None:
             continue
