@@ -9,6 +9,7 @@ byte-identically from committed records.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import shlex
 from collections.abc import Callable
@@ -225,6 +226,41 @@ def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
             "and evaluates the missing runs of the current settings."]
 
 
+# config keys that never decide a run's weights (or that differ by design within a variant)
+_NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_workers", "data.val_dataset",
+                 "data.val_images", "data.test_short_side", "method.num_classes")
+
+
+def mixed_config_note(records: list[dict]) -> list[str]:
+    """A warning when one row of a study rests on runs of different training configs (beyond the seed).
+
+    E.g. a method default that changed (CSPAM's reading, 2026-12-02) while only some seeds were run again: each
+    (variant, seed) shows its newest record, so the row would silently average two builds.  Inference-only
+    fields (``INFERENCE_ONLY``: post-processing, thresholds) are left out.
+    """
+    import methods
+    by_variant: dict[str, dict[str, set]] = {}
+    for r in records:
+        c = r.get("config") or {}
+        mcls = methods.METHODS.get(c.get("method.name"))
+        inf = {f"method.{f}" for f in (mcls.Config.INFERENCE_ONLY if mcls is not None else ())}
+        keys = by_variant.setdefault(r["variant"].split("[")[0], {})
+        for k, v in c.items():
+            if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf:
+                keys.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+        for k in keys:  # a key some records lack (written by newer code only) counts as a difference
+            if k not in c:
+                keys[k].add("(absent)")
+    out = []
+    for variant, keys in by_variant.items():
+        diff = sorted(k for k, vals in keys.items() if len(vals) > 1 and k not in SCHEDULE_KEYS)
+        if diff:
+            out.append(f"Mixed configs: row '{variant}' combines runs that differ in {', '.join(diff[:6])}"
+                       f"{' ...' if len(diff) > 6 else ''} (records made before a default changed); its numbers "
+                       "average two builds until every seed is run again.")
+    return out
+
+
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
@@ -236,7 +272,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
-    status += mixed_schedule_note(study, records)
+    status += mixed_schedule_note(study, records) + mixed_config_note(records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
              + compute_notes(records))
     return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
