@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from harness.studies import ReportSpec, Study, Variant, paper_vs_ours, records_frame
+from harness.studies import ReportSpec, Study, Variant, health_verdict, paper_vs_ours, records_frame
 from harness.verdicts import verdict
 
 FACTORS = (("use_cspam", "CSPAM"), ("use_twfpn_csmf", "TWFPN+CSMF"), ("use_aml", "AML"))
@@ -85,7 +85,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
             r = tab.loc[label]
             ours = f"{r['effect']:+.2f}" + (f" ± {r['ci']:.2f} (p={r['p']:.3f})" if r["ci"] == r["ci"] else "")
             claims.append({"claim (paper)": text, "paper effect": f"{r['paper effect']:+.2f}", "ours": ours,
-                           "verdict": verdict(r["effect"], r["ci"], r["p"], r["paper effect"])})
+                           "verdict": health_verdict(df, names)
+                           or verdict(r["effect"], r["ci"], r["p"], r["paper effect"])})
     base = df[df["variant"] == names[0]]
     full = df[df["variant"] == names[-1]]
     from harness.studies import diff_stats
@@ -94,7 +95,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         claims.append({"claim (paper)": f"all three together beat the baseline on {metric}",
                        "paper effect": f"{paper_d:+.2f}",
                        "ours": f"{d:+.2f}" + (f" ± {hw:.2f} (p={p:.3f})" if hw is not None else ""),
-                       "verdict": verdict(d, hw, p, paper_d)})
+                       "verdict": health_verdict(df, (names[0], names[-1])) or verdict(d, hw, p, paper_d)})
     seeds_per_row = df.groupby("variant").size()
     status = [] if (not missing and seeds_per_row.min() >= study.seeds) else [
         (f"Rows without a run: {', '.join(missing)} (the factorial analysis needs every cell). " if missing else "")

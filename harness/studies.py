@@ -274,8 +274,9 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records) + mixed_config_note(records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + compute_notes(records))
-    return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
+             + compute_notes(records) + [HEALTH_NOTE])
+    tables = list(spec.tables) + [("Run health", run_health_table(records))]
+    return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
 
 
@@ -294,8 +295,92 @@ def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
         row["FPS"] = t.get("fps")
         row["params (M)"] = r["params"] / 1e6 if r.get("params") is not None else None
         row["GFLOPs"] = r["flops"] / 1e9 if r.get("flops") else None
+        row["health"] = record_health(r)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def record_health(rec: dict) -> tuple[str, ...]:
+    """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown."""
+    from harness.health import health_reasons
+    diag = (rec.get("train") or {}).get("diagnostics")
+    return tuple(health_reasons(diag, (rec.get("metrics") or {}).get("AP")))
+
+
+def health_failures(df: pd.DataFrame, variants) -> list[str]:
+    """"variant: reason" for every record of ``variants`` in ``df`` (a ``records_frame``) that fails run health."""
+    out = []
+    if "health" not in df.columns:
+        return out
+    for v in variants:
+        for _, row in df[df["variant"] == v].iterrows():
+            for reason in row["health"] or ():
+                item = f"{v} seed {row['seed']}: {reason}"
+                if item not in out:
+                    out.append(item)
+    return out
+
+
+def health_verdict(df: pd.DataFrame, variants) -> str | None:
+    """"inconclusive: run health (...)" when a run of ``variants`` fails the health rule, else None."""
+    fails = health_failures(df, variants)
+    if not fails:
+        return None
+    return f"inconclusive: run health ({'; '.join(fails[:2])}{' ...' if len(fails) > 2 else ''})"
+
+
+def _fmt_opt(x, spec: str) -> str:
+    return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
+
+
+def run_health_table(records: list[dict]) -> pd.DataFrame:
+    """The "Run health" table of a report: per row (variant), over its records' trained runs (means over seeds):
+    positives per GT, zero-positive fraction, final loss and its slope, subset AP at 50 / 75 / 100 % of the
+    schedule, the representation's ceiling on the val data, the AP, and the health verdict."""
+    import numpy as np
+    rows = []
+    by_variant: dict[str, list[dict]] = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], []).append(r)
+    for v, recs in by_variant.items():
+        diags = [(r.get("train") or {}).get("diagnostics") for r in recs]
+        diags = [d for d in diags if d]
+        rec = [d for d in diags if d.get("recorded", True)]
+
+        def mean(key, sub=None, _rec=rec):
+            vals = [(d.get(key) or {}).get(sub) if sub else d.get(key) for d in _rec]
+            vals = [float(x) for x in vals if x is not None]
+            return float(np.mean(vals)) if vals else None
+        ceil = [d.get("ceiling") for d in diags if d.get("ceiling") is not None]
+        reasons = sorted({x for r in recs for x in record_health(r)})
+        aps = [(r.get("metrics") or {}).get("AP") for r in recs]
+        aps = [a for a in aps if a is not None]
+        zp = mean("zero_positive_frac")
+        rows.append({
+            "variant": v, "runs": len(recs),
+            "positives / GT": _fmt_opt(mean("positives_per_gt"), ".1f"),
+            "zero-positive %": _fmt_opt(None if zp is None else 100 * zp, ".1f"),
+            "final loss": _fmt_opt(mean("final_loss"), ".3f"),
+            "loss slope / 1k it": _fmt_opt(mean("loss_slope_per_1k"), "+.3f"),
+            "AP@50 %": _fmt_opt(mean("ap_points", "0.5"), ".1f"),
+            "AP@75 %": _fmt_opt(mean("ap_points", "0.75"), ".1f"),
+            "AP@100 %": _fmt_opt(mean("ap_points", "1"), ".1f"),
+            "ceiling AP": _fmt_opt(float(np.mean(ceil)) if ceil else None, ".1f"),
+            "AP": _fmt_opt(float(np.mean(aps)) if aps else None, ".1f"),
+            "health": ("; ".join(reasons) if reasons else
+                       "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
+                       any(not d.get("recorded", True) for d in diags) else "–"),
+        })
+    return pd.DataFrame(rows)
+
+
+HEALTH_NOTE = ("Run health (harness/health.py): positives per GT from the method's own assigner over every training "
+               "iteration, the final 20 % of the loss curve, mask AP on the first `train.health_eval_images` val "
+               "images "
+               "at 50 / 75 / 100 % of the schedule, and the ceiling (the ground truth through the method's mask "
+               "representation, `python -m harness ceiling`). A claim whose rows fail (zero-positive > 5 %, AP still "
+               "rising > 2 from 75 % to 100 %, or AP within 10 % of the ceiling) reads 'inconclusive: run health'. "
+               "The subset AP is on fewer images than the table's AP, so it is noisier.")
 
 
 def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None = None) -> pd.DataFrame:
@@ -456,7 +541,8 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records)
+    notes = rspec.notes + training_notes(records) + [HEALTH_NOTE]
+    rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
            + (f" --val-dataset {spec['val_dataset']}" if spec["val_dataset"] else "")
@@ -598,5 +684,6 @@ def claim_row(df: pd.DataFrame, claim: str, variant: str, baseline: str, metric:
     verdict of ``harness.verdicts.verdict``."""
     from harness.verdicts import verdict
     d, hw, p, is_paired = variant_diff(df, variant, baseline, metric)
+    health = health_verdict(df, (variant, baseline))
     return {"claim (paper)": claim, "paper": f"{paper_effect:+.1f}", "ours": fmt_diff(d, hw, p, is_paired),
-            "verdict": "not measured" if d != d else verdict(d, hw, p, paper_effect)}
+            "verdict": "not measured" if d != d else health or verdict(d, hw, p, paper_effect)}

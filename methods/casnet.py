@@ -337,7 +337,8 @@ def casnet_group(sem_labels: Tensor, sem_probs: Tensor | None, boxes_per_pixel: 
 # training targets
 def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, int], num_things: int,
                    mode: Literal["instance", "panoptic"], num_stuff: int = 0, center_radius: float = 1.5,
-                   stride: int = OUTPUT_STRIDE) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                   stride: int = OUTPUT_STRIDE, positives: list | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Targets of the three heads on the output grid of one image (section III.B).
 
     Args:
@@ -349,6 +350,8 @@ def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, 
         mode: "instance" (stuff -> background T) or "panoptic".
         center_radius: centre area half-size, output cells.
         stride: output stride.
+        positives: when a list, the box-probability positives of each instance (Tensor[N] int64: its
+            owned centre-area locations) are appended to it (run health).
     Returns:
         sem_t: Tensor[H', W'] int64 (255 = ignore, incl. padding).
         dist_t: Tensor[4, H', W'] float, (l, t, r, b) / stride of the owning instance's box.
@@ -404,8 +407,12 @@ def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, 
 
     prob_t = torch.zeros((num_things, hh, ww), device=dev)
     dist_t = torch.zeros((4, hh, ww), device=dev)
+    if not n and positives is not None:
+        positives.append(torch.zeros(0, dtype=torch.long))
     if n:
         pos = centre & (owner[None] == torch.arange(n, device=dev)[:, None, None])  # (N, H', W')
+        if positives is not None:
+            positives.append(pos.flatten(1).sum(1).cpu())
         for k in range(n):
             prob_t[labels[k]] = torch.maximum(prob_t[labels[k]], pos[k].float())
         ob = boxes[owner]  # (H', W', 4)
@@ -662,9 +669,11 @@ class CASNet(Method):
         out_hw = (int(feat.shape[-2]), int(feat.shape[-1]))
         if sem_segs is not None and len(sem_segs) != len(targets):
             raise ValueError(f"casnet: {len(sem_segs)} sem_segs for {len(targets)} images")
+        n_pos: list[Tensor] = []
         per_image = [casnet_targets(t, sem_segs[i] if sem_segs is not None else None, out_hw, self.num_things,
-                                    self.cfg.mode, self.cfg.num_stuff, self.cfg.center_radius)
+                                    self.cfg.mode, self.cfg.num_stuff, self.cfg.center_radius, positives=n_pos)
                      for i, t in enumerate(targets)]
+        self.last_positives_per_gt = torch.cat(n_pos) if n_pos else None
         sem_t = torch.stack([p[0] for p in per_image])  # (B, H', W')
         dist_t = torch.stack([p[1] for p in per_image])  # (B, 4, H', W')
         owned = torch.stack([p[2] for p in per_image])  # (B, H', W')

@@ -412,6 +412,8 @@ class CondInst(Method):
             pos_loc.append(loc)
             pos_gt.append(gt_idx[loc])
             pos_ltrb.append(ltrb[loc])
+        self.last_positives_per_gt = torch.cat([torch.bincount(g.cpu(), minlength=len(t.labels))
+                                                for g, t in zip(pos_gt, targets)])
         pos_img, pos_loc, pos_gt, pos_ltrb = (torch.cat(x) for x in (pos_img, pos_loc, pos_gt, pos_ltrb))
         num_pos = pos_loc.numel()
 

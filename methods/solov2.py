@@ -491,7 +491,7 @@ class SOLOv2(Method):
         feats = out.mask_feats  # (B, E, Hm, Wm)
         hm, wm = feats.shape[-2:]
         pad_size = (4 * hm, 4 * wm)
-        cell_labels, pred_masks, gt_masks = [], [], []
+        cell_labels, pred_masks, gt_masks, n_pos = [], [], [], []
         for b, t in enumerate(targets):
             self._check_targets(b, t, images.shape[-2:])
             gt4 = masks_at_stride4(t.masks, (hm, wm))  # (N, Hm, Wm)
@@ -504,6 +504,8 @@ class SOLOv2(Method):
             logits = kern[b, g.pos_cells] @ feats[b].flatten(1)  # (P_b, Hm*Wm)
             pred_masks.append(logits.view(-1, hm, wm))
             gt_masks.append(gt4[g.pos_objects])
+            n_pos.append(torch.bincount(g.pos_objects.cpu(), minlength=len(t.labels)))
+        self.last_positives_per_gt = torch.cat(n_pos) if n_pos else None
         labels = torch.stack(cell_labels)  # (B, T)
         num_pos = int((labels < cfg.num_classes).sum())
         onehot = F.one_hot(labels, cfg.num_classes + 1)[..., : cfg.num_classes]  # background row = 0

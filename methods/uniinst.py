@@ -163,6 +163,8 @@ class UniInst(CondInst):
         assigns = [self.assign(flat, mask_feats[i], i, t, locs, lvls, strides, norms)
                    for i, t in enumerate(targets)]
 
+        self.last_positives_per_gt = torch.cat([torch.bincount(a["pos_gt"].cpu(), minlength=len(t.labels))
+                                                for a, t in zip(assigns, targets)])
         cls_t = torch.zeros_like(cls)
         for i, (a, t) in enumerate(zip(assigns, targets)):
             cls_t[i, a["pos_loc"], t.labels[a["pos_gt"]]] = 1.0
