@@ -83,7 +83,12 @@ class Study:
 
 
 def load_study(name: str) -> Study:
-    """``experiments.<name>.STUDY``. Raises KeyError listing the known studies."""
+    """``experiments.<name>.STUDY``; ``<name>@<profile>`` is that study at another profile (``at_profile``).
+
+    Raises KeyError listing the known studies."""
+    if "@" in name:
+        base, _, profile = name.partition("@")
+        return at_profile(load_study(base), profile)
     mod_name = name.replace("-", "_")
     try:
         mod = importlib.import_module(f"experiments.{mod_name}")
@@ -92,6 +97,23 @@ def load_study(name: str) -> Study:
             raise
         raise KeyError(f"unknown study {name!r}; known: {', '.join(known_studies())}") from None
     return mod.STUDY
+
+
+def at_profile(study: Study, profile: str | None) -> Study:
+    """``study`` run at ``profile``: when that is not the study's own profile, a study named ``<name>@<profile>``
+    whose records and report live apart (``results/<name>@<profile>/``, ``reports/<name>@<profile>.md``), so that
+    records of one profile never enter another profile's table (e.g. ``make ablation-table1 PROFILE=smoke``).
+
+    Raises KeyError for an unknown profile."""
+    from dataclasses import replace
+
+    from harness.config import PROFILES
+    if profile is None or profile == study.profile:
+        return study
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    base = study.name.partition("@")[0]
+    return replace(study, name=f"{base}@{profile}", profile=profile)
 
 
 def known_studies() -> list[str]:
@@ -122,7 +144,7 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
     """
     from harness.pipeline import run_variant
-    study = load_study(name)
+    study = at_profile(load_study(name), profile)
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
@@ -182,9 +204,15 @@ def study_records(study_name: str) -> list[dict]:
     path = records_path(study_name)
     if not path.is_file():
         return []
+    try:  # records of another profile than the study's never enter its report
+        own_profile = load_study(study_name).profile
+    except KeyError:  # a comparison (``compare --study``): no profile of its own
+        own_profile = None
     latest: dict[tuple, dict] = {}
     for r in read_records(path):
         if is_stale_synthetic(r):
+            continue
+        if own_profile is not None and (r.get("config") or {}).get("profile", own_profile) != own_profile:
             continue
         key = (r["variant"], r["seed"], (r.get("config") or {}).get("method.postprocess"),
                (r.get("data") or {}).get("dataset"), (r.get("data") or {}).get("protocol"), r.get("kind"))
@@ -564,7 +592,7 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
     compares = {p.parent.name for p in root.glob("*/compare.json")}
     out: list[Path] = []
     for n in names or sorted(studies | compares):
-        if n in studies:
+        if n in studies or (n.partition("@")[0] in studies and n.partition("@")[2]):
             study = load_study(n)
             if study_records(study.name):
                 out.extend(p for p in write_study_report(study) if p)
