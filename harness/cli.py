@@ -109,6 +109,13 @@ def cmd_study(args) -> int:
     except ValueError:
         print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
         return 2
+    if args.readings:
+        from harness.readings import run_readings
+        out = run_readings(args.name, seeds=args.seeds, progress=not args.no_progress, overrides=args.overrides,
+                           only_report=args.report_only, shard=(i, n), profile=args.profile)
+        if out:
+            print(f"report: {out[0]}")
+        return 0
     run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
               variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None)
@@ -164,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="run only shard I of N of the (variant, seed) runs (variants rotate over the shards from "
                    "seed to seed), to share a study between processes")
+    p.add_argument("--readings", action="store_true",
+                   help="run the study's claims under every open reading (harness/readings.py) -> "
+                        "reports/<study>_readings.md")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
