@@ -302,7 +302,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records) + mixed_config_note(records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + compute_notes(records) + [HEALTH_NOTE])
+             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE])
     tables = list(spec.tables) + [("Run health", run_health_table(records))]
     return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
@@ -441,6 +441,26 @@ def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None 
     return pd.DataFrame(out)
 
 
+_SIZE_KEYS = {"solov2": ("method.scale_ranges", "method.num_grids"), "condinst": ("method.sizes_of_interest",),
+              "maskrcnn": ("method.anchor_sizes",)}
+
+
+def scale_notes(records: list[dict]) -> list[str]:
+    """The object-size rule of each method shown (``harness.config.SCALE_RULES``) and the values its records were
+    trained with (so a report of records made under an older rule says so)."""
+    from harness.config import scale_rules_note
+    methods_seen = list(dict.fromkeys(r["method"] for r in records))
+    rule = scale_rules_note(methods_seen)
+    if not rule:
+        return []
+    used = []
+    for m in methods_seen:
+        for k in _SIZE_KEYS.get(m, ()):
+            vals = sorted({json.dumps((r.get("config") or {}).get(k)) for r in records if r["method"] == m})
+            used.append(f"`{m}` {k.split('.')[1]} {' / '.join(vals)}")
+    return [rule + (" Values in these records: " + "; ".join(used) + "." if used else "")]
+
+
 def training_notes(records: list[dict]) -> list[str]:
     """How the runs were trained, stated plainly (profile, data, iterations, wall time, from scratch)."""
     seen = {}
@@ -577,7 +597,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records) + [HEALTH_NOTE]
+    notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE]
     rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
@@ -600,7 +620,12 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
     compares = {p.parent.name for p in root.glob("*/compare.json")}
     readings = {p.parent.name for p in root.glob("*_readings/runs.jsonl") if p.parent.name[:-9] in studies}
     out: list[Path] = []
-    for n in names or sorted(studies | compares | readings):
+    special = {"validity"} if (root / "validity" / "runs.jsonl").is_file() else set()
+    for n in names or sorted(studies | compares | readings | special):
+        if n == "validity":
+            from harness.validity import write_validity_report
+            out.extend(p for p in write_validity_report() if p)
+            continue
         if n in studies or (n.partition("@")[0] in studies and n.partition("@")[2]):
             study = load_study(n)
             if study_records(study.name):
