@@ -328,10 +328,54 @@ def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def record_ceiling(rec: dict) -> float | None:
+    """The representation ceiling of a record's run on its val data: ``train.diagnostics.ceiling`` when it is the
+    representation's (``ceiling_kind``), else the matching record of ``results/ceiling/`` (soft stride-4 / RoI), else
+    None.  (Records of the first runs of 2026-12-02 carry the binary-target ceiling instead.)"""
+    diag = (rec.get("train") or {}).get("diagnostics") or {}
+    if diag.get("ceiling_kind") == "representation":
+        return diag.get("ceiling")
+    return _ceiling_lookup().get(_ceiling_key(rec))
+
+
+def _ceiling_key(rec: dict) -> tuple:
+    from harness.ceiling import representation_of
+    c = rec.get("config") or {}
+    try:
+        rep = representation_of(rec["method"])
+    except KeyError:
+        return ()
+    rep = "stride4_soft" if rep == "stride4" else rep
+    return (rep, (rec.get("data") or {}).get("dataset"), c.get("data.test_short_side"), c.get("profile"))
+
+
+_CEILINGS: dict[tuple, dict] = {}
+
+
+def _ceiling_lookup() -> dict:
+    """(representation, val dataset, short side, profile) -> ceiling AP, from ``results/ceiling/runs.jsonl``
+    (read once per file version)."""
+    from harness.records import read_records, records_path
+    path = records_path("ceiling")
+    if not path.is_file():
+        return {}
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CEILINGS:
+        table = {}
+        for r in read_records(path):
+            c = r["config"]
+            table[(c["method.representation"], r["data"]["dataset"], c["data.test_short_side"], c["profile"])] = (
+                r["metrics"]["AP"])
+        _CEILINGS[key] = table
+    return _CEILINGS[key]
+
+
 def record_health(rec: dict) -> tuple[str, ...]:
     """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown."""
     from harness.health import health_reasons
     diag = (rec.get("train") or {}).get("diagnostics")
+    if diag:
+        diag = dict(diag, ceiling=record_ceiling(rec))
     return tuple(health_reasons(diag, (rec.get("metrics") or {}).get("AP")))
 
 
@@ -379,7 +423,8 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             vals = [(d.get(key) or {}).get(sub) if sub else d.get(key) for d in _rec]
             vals = [float(x) for x in vals if x is not None]
             return float(np.mean(vals)) if vals else None
-        ceil = [d.get("ceiling") for d in diags if d.get("ceiling") is not None]
+        ceil = [record_ceiling(r) for r in recs if (r.get("train") or {}).get("diagnostics")]
+        ceil = [c for c in ceil if c is not None]
         reasons = sorted({x for r in recs for x in record_health(r)})
         aps = [(r.get("metrics") or {}).get("AP") for r in recs]
         aps = [a for a in aps if a is not None]
