@@ -63,17 +63,12 @@ from torch.utils.data import Dataset
 
 from harness.data.transforms import boxes_from_masks
 from harness.data.types import Sample
+from harness.validate import DatasetError, DataWarning, load_rgb, segm_rle, validate_gt
 
 SKIP_REASONS = ("no_segmentation", "degenerate_polygon", "box_outside_image", "zero_area")
 _MAX_IDS_IN_MESSAGE = 5
 
 
-class DatasetError(ValueError):
-    """Malformed dataset input (the message names the file and the offending id)."""
-
-
-class DataWarning(UserWarning):
-    """Annotations skipped or clipped while building a dataset (one warning per dataset)."""
 
 
 @dataclass(frozen=True)
@@ -131,24 +126,7 @@ def segm_to_rle(segm: Any, height: int, width: int, ann_id: int) -> dict | None:
         DatasetError: unsupported type, a polygon with an odd number of coordinates, or an RLE
             whose ``size`` is not the image size.
     """
-    if isinstance(segm, list):
-        polys = []
-        for poly in segm:
-            if not isinstance(poly, list) or len(poly) % 2:
-                raise DatasetError(f"annotation {ann_id}: polygon must be a flat list of x, y pairs")
-            if len(poly) >= 6:  # pycocotools would read a 4-number list as a box
-                polys.append([float(v) for v in poly])
-        if not polys:
-            return None
-        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
-        if [int(v) for v in segm["size"]] != [height, width]:
-            raise DatasetError(f"annotation {ann_id}: RLE size {segm['size']} != image size {[height, width]}")
-        if isinstance(segm["counts"], list):
-            return mask_utils.frPyObjects(segm, height, width)
-        counts = segm["counts"]
-        return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
-    raise DatasetError(f"annotation {ann_id}: unsupported segmentation type {type(segm).__name__}")
+    return segm_rle(segm, height, width, f"annotation {ann_id}")
 
 
 def _require(d: dict, keys: tuple[str, ...], what: str, path: Path) -> None:
@@ -213,6 +191,7 @@ class InstanceDataset(Dataset):
     # parsing and validation
     def _parse(self, data: dict) -> None:
         path = self.ann_file
+        validate_gt(data, path, require_files=True, warn=False)  # the checks `evaluate --gt` runs too
         for key in ("images", "annotations", "categories"):
             if not isinstance(data.get(key), list):
                 raise DatasetError(f"{path}: missing or non-list key {key!r}")
@@ -318,8 +297,11 @@ class InstanceDataset(Dataset):
         if self._coco is None:
             from pycocotools.coco import COCO
 
+            clean, _ = validate_gt(read_json(self.ann_file), self.ann_file)  # no-mask objects: empty masks
             with contextlib.redirect_stdout(io.StringIO()):
-                self._coco = COCO(str(self.ann_file))
+                self._coco = COCO()
+                self._coco.dataset = clean
+                self._coco.createIndex()
         return self._coco
 
     @property
@@ -328,6 +310,11 @@ class InstanceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of the ``index``-th image as the JSON gives it (no decoding)."""
+        im = self._images[index]
+        return im.height, im.width
 
     def info(self) -> dict:
         """Summary for run records: name, n_images, n_instances (crowd included), n_crowd, skipped."""
@@ -350,11 +337,9 @@ class InstanceDataset(Dataset):
         """
         im = self._images[index]
         path = self.img_dir / im.file_name
-        try:
-            with Image.open(path) as pil:
-                rgb = np.asarray(pil.convert("RGB"))
-        except FileNotFoundError:
-            raise DatasetError(f"{self.name}: image file {path} of image id {im.image_id} not found") from None
+        if not path.is_file():
+            raise DatasetError(f"{self.name}: image file {path} of image id {im.image_id} not found")
+        rgb = load_rgb(path, f"{self.name}: image file {path} of image id {im.image_id}")
         if rgb.shape[:2] != (im.height, im.width):
             raise DatasetError(
                 f"{self.name}: image file {path} of image id {im.image_id} is {rgb.shape[1]}x{rgb.shape[0]} "
@@ -367,8 +352,13 @@ class InstanceDataset(Dataset):
             masks = torch.zeros((0, im.height, im.width), dtype=torch.bool)
         sem_seg = None
         if im.sem_seg_file is not None:
-            with Image.open(self.ann_file.parent / im.sem_seg_file) as pil:
-                sem_seg = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())  # (H, W)
+            sem_path = self.ann_file.parent / im.sem_seg_file
+            try:
+                with Image.open(sem_path) as pil:
+                    sem_seg = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())  # (H, W)
+            except (OSError, ValueError, SyntaxError) as e:
+                raise DatasetError(f"{self.name}: semantic map {sem_path} of image id {im.image_id}: "
+                                   f"cannot read ({type(e).__name__}: {e})") from None
         return Sample(
             image=image,
             masks=masks,
