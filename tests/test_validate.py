@@ -20,7 +20,6 @@ from harness.evaluate import coco_segm_eval, run_inference
 from harness.validate import (
     DataWarning,
     check_inference_size,
-    check_rle,
     load_rgb,
     rle_counts,
     validate_gt,
@@ -74,10 +73,10 @@ def test_truncated_prediction_rle_is_refused_before_pycocotools():
     gt, a, b = gt_dict()
     r = det(np.eye(H, dtype=bool), 0.9)
     r["segmentation"]["counts"] = r["segmentation"]["counts"][:-3]
-    code = ("import json,sys; sys.path.insert(0, %r)\n"
+    code = (f"import json,sys; sys.path.insert(0, {str(REPO)!r})\n"
             "from harness.evaluate import coco_segm_eval\n"
             "try:\n    coco_segm_eval(json.loads(sys.argv[1]), json.loads(sys.argv[2]))\n"
-            "except ValueError as e:\n    print('ERR', e)\n") % str(REPO)
+            "except ValueError as e:\n    print('ERR', e)\n")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(gt), json.dumps([r])], capture_output=True,
                          text=True, timeout=60)  # a hang would time out here
     assert "ERR" in out.stdout and "result 0 (image 1)" in out.stdout, out.stdout + out.stderr
