@@ -427,3 +427,58 @@ def load_rgb(path: str | os.PathLike, what: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise DatasetError(f"{what}: image decodes to shape {arr.shape}, not (H, W, 3)")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints and output locations
+class CheckpointError(RuntimeError):
+    """An empty, truncated or corrupt checkpoint file (the message names it)."""
+
+
+def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = True, key: str | None = None) -> Any:
+    """``torch.load(path)`` (on the CPU), or ``CheckpointError`` naming the file when it is empty, truncated or
+    not a checkpoint; with ``key``, the entry ``key`` of the saved dict (``CheckpointError`` when absent)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: empty checkpoint file (0 bytes); delete it to train the run again")
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, OSError, ValueError, KeyError,
+            AttributeError, TypeError, ImportError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                              "delete it to train the run again") from None
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise CheckpointError(f"{path}: not a training checkpoint (no {key!r} entry); delete it to train again")
+        return obj[key]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create directory ``path`` if needed and check that a file can be written in it, before any work.
+
+    Raises:
+        ValueError: naming ``what`` and the path: it is a file, or cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} exists but is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{what} {path} is not writable ({e.strerror or e})") from None
+    return path
