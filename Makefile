@@ -12,7 +12,7 @@ STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS
 define run_study
 	@if [ "$(JOBS)" = "1" ]; then $(PYTHON) -m harness study $(1) $(STUDY_ARGS); else \
 	  pids=""; for i in $$(seq 0 $$(($(JOBS)-1))); do \
-	    $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
+	    SEGBENCH_PROCS=$(JOBS) $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
 	    pids="$$pids $$!"; done; \
 	  for p in $$pids; do wait $$p || exit 1; done; \
 	  $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --report-only; fi

@@ -13,6 +13,9 @@ def evaluate_run(args) -> int:
     from harness.evaluate import save_results
     from harness.pipeline import build_split, evaluate_model, load_model
     from harness.runs import load_run_config, resolve_run
+    if getattr(args, "postprocess", None):
+        from harness.cli_extra import check_postprocess
+        check_postprocess(args.postprocess)
     run_dir = resolve_run(args.run)
     cfg = apply_overrides(load_run_config(run_dir), getattr(args, "overrides", None) or [])
     if getattr(args, "val_dataset", None):

@@ -187,8 +187,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     device = dist_utils.resolve_device(tc.device)
     distributed = dist_utils.init_from_env(device.type)
     rank, world = dist_utils.rank(), dist_utils.world_size()
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    from harness.cpu import auto_threads
+    torch.set_num_threads(auto_threads(tc.threads))  # cores // processes (DDP world, make JOBS) unless set
     set_deterministic(tc.deterministic)
     seed_everything(cfg.seed + rank)
 
