@@ -15,8 +15,7 @@ from harness.catalog import PROFILES
 
 def _add_common(p: argparse.ArgumentParser, *, methods_flag: str = "--method") -> None:
     if methods_flag == "--method":
-        p.add_argument("--method", required=True, choices=catalog.METHODS, metavar="METHOD",
-                       help=f"one of: {', '.join(catalog.METHODS)}")
+        p.add_argument("--method", required=True, help=f"one of: {', '.join(catalog.METHODS)}")
     p.add_argument("--profile", default="quick", choices=PROFILES, help="config profile (default: quick)")
     p.add_argument("--dataset", default=None,
                    help="training dataset: shapes-coco | shapes-ochuman | shapes-street | coco:ANN.json:IMGDIR "

@@ -107,6 +107,12 @@ def load_results(path: str | os.PathLike) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the results file ({e.strerror or e})") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: COCO results must be a JSON list, got {type(data).__name__}")
     return data

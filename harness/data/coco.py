@@ -105,6 +105,12 @@ def read_json(path: str | Path) -> dict:
         raise DatasetError(f"{path}: annotation file not found") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:  # a directory, no permission, I/O error
+        raise DatasetError(f"{path}: cannot read the annotation file ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     return data
