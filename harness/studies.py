@@ -127,9 +127,7 @@ class StudyProgress:
         s = int(round(s))
         return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
-    def line(self, variant: str, seed: int) -> str:
-        import time
-        now = time.perf_counter()
+    def line(self, variant: str, seed: int, now: float) -> str:
         left = self.total - self.k + 1
         eta = (f"ETA {self._fmt(sum(self.worked) / len(self.worked) * left)}" if self.worked else "ETA unknown")
         sh = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
@@ -141,7 +139,7 @@ class StudyProgress:
         import time
         self.k += 1
         self.t_run = time.perf_counter()
-        msg = self.line(variant, seed)
+        msg = self.line(variant, seed, self.t_run)
         print(msg, file=self.out or sys.stderr, flush=True)
         return msg
 
