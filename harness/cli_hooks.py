@@ -27,9 +27,12 @@ def evaluate_run(args) -> int:
     ds = build_split(cfg, "val")
     protocol = "ochuman" if getattr(args, "ochuman", False) else "coco"
     metrics, results = evaluate_model(model, cfg, ds, device, protocol=protocol)
-    save_results(Path(run_dir) / f"predictions_{cfg.method.postprocess}.json", results)
+    pred_path = save_results(Path(run_dir) / f"predictions_{cfg.method.postprocess}.json", results)
     show = {k: v for k, v in metrics.items() if k not in ("per_class", "stats")}
     print(json.dumps(show, indent=2))
+    wrote = [str(pred_path)]
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        wrote.append(str(args.json))
+    print("wrote: " + ", ".join(wrote))
     return 0

@@ -496,7 +496,17 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
             if study_records(study.name):
                 out.extend(p for p in write_study_report(study) if p)
         elif n in compares:
-            spec = json.loads((root / n / "compare.json").read_text())
+            spec_path = root / n / "compare.json"
+            try:
+                spec = json.loads(spec_path.read_text())
+                ok = isinstance(spec, dict) and int(spec.get("seeds", 0)) >= 1 and bool(spec.get("methods"))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok or not study_records(n):  # e.g. left by `compare --seeds 0` before it was refused
+                import warnings
+                warnings.warn(f"{spec_path}: no records or an invalid comparison spec; its report is skipped",
+                              stacklevel=2)
+                continue
             out.extend(p for p in write_compare_report(n, spec) if p)
         else:
             raise KeyError(f"no study or saved comparison named {n!r}; known: {', '.join(sorted(studies | compares))}")

@@ -82,3 +82,14 @@ def test_load_weights_names_the_checkpoint(tmp_path):
     torch.save({"other": torch.zeros(1)}, tmp_path / "model_final.pth")
     with pytest.raises(RuntimeError, match="model_final.pth: weights do not fit the model"):
         load_weights(torch.nn.Linear(2, 2), tmp_path)
+
+
+def test_a_leftover_empty_comparison_does_not_break_make_reports(tmp_path, monkeypatch):
+    import json as _json
+
+    from harness.studies import regenerate_reports
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "bad").mkdir(parents=True)
+    (tmp_path / "results" / "bad" / "compare.json").write_text(_json.dumps({"methods": ["solov2"], "seeds": 0}))
+    with pytest.warns(UserWarning, match=r"compare.json: no records or an invalid comparison spec"):
+        assert regenerate_reports(["bad"]) == []

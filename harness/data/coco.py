@@ -215,13 +215,18 @@ class InstanceDataset(Dataset):
         self.cat_ids = sorted(cats)
         self.class_names = [cats[c] for c in self.cat_ids]
         label_of = {c: i for i, c in enumerate(self.cat_ids)}
-        self.stuff_names = [str(s["name"]) for s in data.get("stuff_categories", [])]
+        stuff = data.get("stuff_categories", [])
+        if not isinstance(stuff, list) or not all(isinstance(s, dict) and "name" in s for s in stuff):
+            raise DatasetError(f"{path}: stuff_categories must be a list of objects with a 'name'")
+        self.stuff_names = [str(s["name"]) for s in stuff]
 
         images: dict[int, dict] = {}
         for im in data["images"]:
             _require(im, ("id", "file_name", "height", "width"), f"image {im.get('id', '?')}", path)
             if int(im["id"]) in images:
                 raise DatasetError(f"{path}: duplicate image id {im['id']}")
+            if not isinstance(im.get("sem_seg_file_name", ""), str):
+                raise DatasetError(f"{path}: image {im['id']}: sem_seg_file_name must be a string")
             images[int(im["id"])] = im
 
         self.skipped: dict[str, list[int]] = {r: [] for r in SKIP_REASONS}
