@@ -108,6 +108,12 @@ def guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     from harness.config import ConfigError
     if os.environ.get("SEGBENCH_DEBUG"):  # developers: the full traceback
         return int(func(args) or 0)
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # "warning: ..." without source lines
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
     try:
         return int(func(args) or 0)
     except (UsageError, ConfigError) as e:
