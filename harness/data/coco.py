@@ -26,6 +26,10 @@ annotation of an unknown image id           ``DatasetError``               annot
 annotation of an unknown category id        ``DatasetError``               annotation id and category id
 unsupported ``segmentation`` type, odd      ``DatasetError``               annotation id
 polygon coordinate count, RLE size != image
+RLE counts not adding up to height x width, ``DatasetError``               annotation id
+NaN / far-out polygon coordinates, non-
+integer ids / sizes, over 100 M px
+image undecodable, truncated, mode F        ``DatasetError`` (on load)     file path and image id
 image file missing (checked at build)       ``DatasetError``               file path and image id
 image size on disk != JSON height/width     ``DatasetError`` (on load)     file path and image id
 no ``segmentation`` (None / [] / {} /       counted skip ``no_segmentation``  annotation ids (first few)
@@ -40,6 +44,12 @@ every polygon has fewer than 3 points       counted skip                   annot
 mask of zero area (after rasterising)       counted skip ``zero_area``     annotation ids
 mask empty after resizing (tiny objects)    dropped from that sample       -
 ==========================================  =============================  ====================================
+
+The structural checks are ``harness.validate.validate_gt``, which ``evaluate --gt`` runs too; images are
+decoded by ``harness.validate.load_rgb`` (every PIL mode to 8-bit RGB: 16-bit grey scaled, alpha dropped).
+``dataset.coco`` is the evaluation copy of the JSON from ``validate_gt``: an annotation without a usable
+segmentation is an empty mask there (it stays in the GT and counts as missed), a missing ``area`` comes from
+the mask, an annotation id 0 is renumbered (each counted in one warning).
 
 Cost: the zero-area check rasterises every annotation once at build time (about 30 us per
 annotation on one core, i.e. roughly 25 s for COCO train2017's 860k annotations).
