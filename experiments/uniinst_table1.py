@@ -9,7 +9,16 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments._uniinst_common import NMS_KIND, NOTE_SCALE, TABLE1_METHODS, available
-from harness.studies import ReportSpec, Study, Variant, diff_stats, fmt_diff, fmt_signed_ci, records_frame
+from harness.studies import (
+    ReportSpec,
+    Study,
+    Variant,
+    diff_stats,
+    fmt_diff,
+    fmt_signed_ci,
+    health_verdict,
+    records_frame,
+)
 from harness.verdicts import verdict
 
 PAPER = {  # AP w/ NMS, w/o NMS; AR w/ NMS, w/o NMS
@@ -59,9 +68,10 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
             # is UniInst's AP loss smaller than method m's? (difference of paired drops, Welch)
             d, hw, p = diff_stats(drops["uniinst"], drops[m])
             paper_d = (PAPER["uniinst"][1] - PAPER["uniinst"][0]) - (PAPER[m][1] - PAPER[m][0])
+            rows_of = [v for v in df["variant"].unique() if v.split("[")[0] in ("uniinst", m)]
             claims.append({"claim (paper)": f"UniInst loses less AP without NMS than {m} (Δ_uniinst − Δ_{m})",
                            "paper": f"{paper_d:+.1f}", "ours": fmt_diff(d, hw, p),
-                           "verdict": verdict(d, hw, p, paper_d)})
+                           "verdict": health_verdict(df, rows_of) or verdict(d, hw, p, paper_d)})
         m_u, hw_u = mean_ci(drops["uniinst"])
         small = hw_u is not None and hw_u == hw_u and abs(m_u) + hw_u < 2.0
         claims.append({"claim (paper)": "UniInst's own loss without NMS is small (paper: −0.2 AP)",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pkgutil
 from pathlib import Path
 
-METHODS = ("casnet", "condinst", "maskrcnn", "oracle", "oracle_jitter", "solov2", "solov2_improved", "uniinst")
+METHODS = ("casnet", "condinst", "maskrcnn", "oracle", "oracle_ceiling", "oracle_jitter", "solov2", "solov2_improved",
+           "uniinst")
 """``methods.available()``: registered methods and presets."""
 PROFILES = ("smoke", "quick", "paper")
 """``harness.config.PROFILES``."""

@@ -118,7 +118,7 @@ def cmd_study(args) -> int:
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
               variants=cli_extra.split_list(args.variants, "--variants") if args.variants is not None else None)
     if paths:
-        print("wrote: " + ", ".join(str(p) for p in paths if p) + f"; records results/{args.name}/runs.jsonl")
+        print("wrote: " + ", ".join(str(p) for p in paths if p) + f"; records results/{Path(paths[0]).stem}/runs.jsonl")
     return 0
 
 
@@ -186,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    from harness import cli_data, cli_eval
+    from harness import cli_data, cli_eval, cli_validity
     cli_data.register(sub)
+    cli_validity.register(sub)
     ev = cli_eval.register(sub)
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="with --run: config override, e.g. --set method.score_thr=0.05")

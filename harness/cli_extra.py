@@ -52,7 +52,7 @@ def check_count(value: int | None, flag: str, minimum: int = 1) -> None:
 
 
 def check_study(name: str) -> None:
-    if name.replace("-", "_") not in catalog.studies():
+    if name.partition("@")[0].replace("-", "_") not in catalog.studies():  # NAME or NAME@PROFILE
         raise UsageError(f"unknown study {name!r}; known: {', '.join(catalog.studies())} "
                          "(python -m harness list shows their variants and seeds)")
 

@@ -87,6 +87,9 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda".
         deterministic: ``torch.use_deterministic_algorithms`` (for bit-reproducible resume tests).
         threads: torch intra-op threads (0 = cores // processes, ``harness.cpu.auto_threads``).
+        health_eval_images: run health (``harness.health``): mask AP on the first this-many val images at the
+            fractions ``health_points`` of the schedule (0 = off).  Not part of the run's hash.
+        health_points: fractions of ``max_iter`` at which the health AP is measured.
     """
 
     max_iter: int = 1000
@@ -104,8 +107,13 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = False
     threads: int = 0
+    health_eval_images: int = 100
+    health_points: tuple[float, ...] = (0.5, 0.75, 1.0)
 
     def __post_init__(self) -> None:
+        if self.health_eval_images < 0 or any(not 0 < p <= 1 for p in self.health_points):
+            raise ValueError(f"train.health_eval_images must be >= 0 and train.health_points in (0, 1], got "
+                             f"{self.health_eval_images} / {self.health_points}")
         if self.max_iter <= 0 or self.batch_size <= 0:
             raise ValueError("train.max_iter and train.batch_size must be > 0")
         if self.base_lr <= 0:
@@ -185,7 +193,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
         return (DataConfig(train_images=8, val_images=4, image_size=64, train_short_sides=(64,),
                            test_short_side=64),
                 TrainConfig(max_iter=4, batch_size=2, base_lr=0.01, warmup_iters=2, steps=(3,),
-                            checkpoint_period=2, device="cpu"),
+                            checkpoint_period=2, device="cpu", health_eval_images=2),
                 EvalConfig(),
                 TimingConfig(device="cpu", warmup_iters=1, num_images=2))
     if profile == "quick":
@@ -207,7 +215,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
                            train_short_sides=(640, 672, 704, 736, 768, 800), test_short_side=800,
                            max_size=1333, num_workers=4),
                 TrainConfig(max_iter=90000, batch_size=2, base_lr=0.01, warmup_iters=1000,
-                            steps=(60000, 80000), checkpoint_period=5000, device="cuda"),
+                            steps=(60000, 80000), checkpoint_period=5000, device="cuda", health_eval_images=500),
                 EvalConfig(),
                 TimingConfig(device="cuda", warmup_iters=5, num_images=2000))
     raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
@@ -382,7 +390,8 @@ def train_hash(cfg: ExperimentConfig) -> str:
     defaults = {f.name: f.default for f in fields(mcls)}
     skip |= {f"method.{f}" for f in mcls.HASH_OMIT_AT_DEFAULT if getattr(cfg.method, f) == defaults[f]}
     skip |= {"method.postprocess", "method.max_per_img", "train.device", "train.threads", "data.num_workers",
-             "data.val_dataset", "data.val_images", "data.test_short_side"}
+             "data.val_dataset", "data.val_images", "data.test_short_side", "train.health_eval_images",
+             "train.health_points"}
     flat = {k: v for k, v in to_flat(cfg).items()
             if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
     from harness.data.synthetic import generator_version

@@ -212,6 +212,21 @@ def existing_keys(path: Path, current_weights: dict[str, str] | None = None) -> 
             if r.get("run_id") not in current_weights or _weights_of(r) == current_weights[r.get("run_id")]}
 
 
+def _diagnostics(final: dict, cfg: ExperimentConfig) -> dict:
+    """The run's health diagnostics (``harness.health``) plus the ceiling of its representation on ``cfg``'s val data.
+
+    Runs trained before the diagnostics existed have none: ``{"recorded": False}`` then (ceiling still given).
+    """
+    from harness.ceiling import ceiling_ap
+    diag = dict(final.get("diagnostics") or {"recorded": False})
+    try:
+        diag["ceiling"] = ceiling_ap(cfg)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:  # a dataset the oracle cannot read
+        diag["ceiling"] = None
+        diag["ceiling_error"] = str(e)
+    return diag
+
+
 def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess: list[str] | None = None,
                 do_time: bool = True, progress: bool = True, results_root: Path | None = None,
                 protocol: str = "coco", force: bool = False, panoptic: bool = False,
@@ -308,7 +323,8 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                   "generator_version": generator_version(cfg.data.dataset, val_ds.name)},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
-                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid},
+                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid,
+                   **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {})},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
         append_record(path, rec, unique=_unique_key)  # a process beside this one may have recorded it meanwhile
         keys.add(_record_key(rec))

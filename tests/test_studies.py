@@ -186,3 +186,31 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
     (note,) = mixed_schedule_note(study, mixed)
     assert "train.warmup_iters=300: 3 records" in note and "train.warmup_iters=100: 1 records" in note
     assert "base_lr" not in note
+
+
+@pytest.mark.slow
+def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatch):
+    """`study NAME --profile smoke` on a quick-profile study writes results/NAME@smoke/ and reports/NAME@smoke.md;
+    the study's own records and report stay byte-identical (issue 13: 8 smoke records had leaked into Table 1)."""
+    import shutil
+    from pathlib import Path
+
+    from harness.studies import load_study, run_study, study_records
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    for sub in ("results/uniinst_table6", "reports"):
+        shutil.copytree(repo / sub, tmp_path / sub)
+    before = {p: p.read_bytes() for p in [*(tmp_path / "results/uniinst_table6").iterdir(),
+                                            tmp_path / "reports/uniinst_table6.md"]}
+    run_study("uniinst_table6", profile="smoke", seeds=1, progress=False)
+    assert {p: p.read_bytes() for p in before} == before
+    smoke = study_records("uniinst_table6@smoke")
+    assert smoke and all(r["config"]["profile"] == "smoke" for r in smoke)
+    assert (tmp_path / "reports/uniinst_table6@smoke.md").is_file()
+    assert load_study("uniinst_table6@smoke").profile == "smoke"
+    # a stray smoke record appended to the quick study's file is kept out of its report
+    own = tmp_path / "results/uniinst_table6/runs.jsonl"
+    with open(own, "a") as f:
+        f.write((tmp_path / "results/uniinst_table6@smoke/runs.jsonl").read_text())
+    assert all(r["config"]["profile"] == "quick" for r in study_records("uniinst_table6"))
