@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from harness.readings import ReadingClaim
 from harness.studies import ReportSpec, Study, Variant, health_verdict, paper_vs_ours, records_frame
 from harness.verdicts import verdict
 
@@ -38,6 +39,19 @@ VARIANTS = tuple(
             overrides=tuple(f"method.{f}={'true' if x else 'false'}" for (f, _), x in zip(FACTORS, lv)))
     for lv in ORDER)
 PAPER = {variant_name(lv): {"AP": ap, "APs": aps} for lv, (ap, aps) in PAPER_ROWS.items()}
+
+# `python -m harness study ablation_table1 --readings` (harness/readings.py): the single-factor rows against the
+# baseline under every open reading of their module; AML also on shapes-ochuman, where objects compete for grid
+# cells (on shapes-coco 2 of 4,851 positive cells are claimed by two objects, so Eq. 3's matching is idle there)
+_CSPAM_READINGS = ("cspam_theta_on", "cspam_pam_init", "cspam_logit_scale", "cspam_csp_width",
+                   "cspam_min_reduced_channels")
+READING_CLAIMS = (
+    ReadingClaim("+CSPAM raises AP", "+CSPAM", "baseline (SOLOv2)", "AP", 34.2 - 32.6, _CSPAM_READINGS),
+    ReadingClaim("+AML raises AP", "+AML", "baseline (SOLOv2)", "AP", 33.2 - 32.6,
+                 ("aml_dice_form", "aml_centroid_units")),
+    ReadingClaim("+AML raises AP", "+AML", "baseline (SOLOv2)", "AP", 33.2 - 32.6, ("aml_dice_form",),
+                 dataset="shapes-ochuman"),
+)
 
 
 def paper_effects(metric_idx: int) -> dict[str, float]:

@@ -114,6 +114,13 @@ def cmd_study(args) -> int:
         return 2
     cli_extra.check_study(args.name)
     cli_extra.check_count(args.seeds, "--seeds")
+    if args.readings:
+        from harness.readings import run_readings
+        out = run_readings(args.name, seeds=args.seeds, progress=not args.no_progress, overrides=args.overrides,
+                           only_report=args.report_only, shard=(i, n), profile=args.profile)
+        if out:
+            print(f"wrote: {out[0]}")
+        return 0
     paths = run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
               variants=cli_extra.split_list(args.variants, "--variants") if args.variants is not None else None)
@@ -174,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="run only shard I of N of the (variant, seed) runs (variants rotate over the shards from "
                    "seed to seed), to share a study between processes")
+    p.add_argument("--readings", action="store_true",
+                   help="run the study's claims under every open reading (harness/readings.py) -> "
+                        "reports/<study>_readings.md")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")

@@ -218,7 +218,14 @@ def _diagnostics(final: dict, cfg: ExperimentConfig) -> dict:
     Runs trained before the diagnostics existed have none: ``{"recorded": False}`` then (ceiling still given).
     """
     from harness.ceiling import ceiling_ap
+    from harness.cost import train_gflops_per_iter
     diag = dict(final.get("diagnostics") or {"recorded": False})
+    try:  # training compute: FLOPs of one iteration (forward + backward) x the iterations trained
+        diag["train_gflops_per_iter"] = train_gflops_per_iter(cfg)
+        diag["train_pflops"] = diag["train_gflops_per_iter"] * int(final.get("iterations") or 0) / 1e6
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:
+        diag["train_gflops_per_iter"] = None
+        diag["cost_error"] = str(e)
     try:
         diag["ceiling"] = ceiling_ap(cfg)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:  # a dataset the oracle cannot read

@@ -429,6 +429,8 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
         aps = [(r.get("metrics") or {}).get("AP") for r in recs]
         aps = [a for a in aps if a is not None]
         zp = mean("zero_positive_frac")
+        walls = [(r.get("train") or {}).get("wall_s") for r in recs]
+        walls = [w for w in walls if w]
         rows.append({
             "variant": v, "runs": len(recs),
             "positives / GT": _fmt_opt(mean("positives_per_gt"), ".1f"),
@@ -440,6 +442,9 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             "AP@100 %": _fmt_opt(mean("ap_points", "1"), ".1f"),
             "ceiling AP": _fmt_opt(float(np.mean(ceil)) if ceil else None, ".1f"),
             "AP": _fmt_opt(float(np.mean(aps)) if aps else None, ".1f"),
+            "train GFLOPs / it": _fmt_opt(mean("train_gflops_per_iter"), ".2f"),
+            "train PFLOPs": _fmt_opt(mean("train_pflops"), ".2f"),
+            "train wall (min)": _fmt_opt(float(np.mean(walls)) / 60 if walls else None, ".1f"),
             "health": ("; ".join(reasons) if reasons else
                        "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
                        any(not d.get("recorded", True) for d in diags) else "–"),
@@ -453,7 +458,10 @@ HEALTH_NOTE = ("Run health (harness/health.py): positives per GT from the method
                "at 50 / 75 / 100 % of the schedule, and the ceiling (the ground truth through the method's mask "
                "representation, `python -m harness ceiling`). A claim whose rows fail (zero-positive > 5 %, AP still "
                "rising > 2 from 75 % to 100 %, or AP within 10 % of the ceiling) reads 'inconclusive: run health'. "
-               "The subset AP is on fewer images than the table's AP, so it is noisier.")
+               "The subset AP is on fewer images than the table's AP, so it is noisier. Training cost: FLOPs of one "
+               "iteration (forward + backward, `harness/cost.py`, convolutions and matmuls only: RoIAlign, matching "
+               "and NMS are not counted, which is why Mask R-CNN's wall time is ~5x a single-stage run's at about "
+               "the same FLOPs) x iterations, and each run's measured training wall time.")
 
 
 def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None = None) -> pd.DataFrame:
@@ -639,8 +647,9 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
     studies = set(known_studies())
     root = records_path("x").parent.parent
     compares = {p.parent.name for p in root.glob("*/compare.json")}
+    readings = {p.parent.name for p in root.glob("*_readings/runs.jsonl") if p.parent.name[:-9] in studies}
     out: list[Path] = []
-    for n in names or sorted(studies | compares):
+    for n in names or sorted(studies | compares | readings):
         if n in studies or (n.partition("@")[0] in studies and n.partition("@")[2]):
             study = load_study(n)
             if study_records(study.name):
@@ -658,6 +667,9 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
                               stacklevel=2)
                 continue
             out.extend(p for p in write_compare_report(n, spec) if p)
+        elif n.endswith("_readings") and n[: -len("_readings")] in studies:
+            from harness.readings import run_readings
+            out.extend(p for p in run_readings(n[: -len("_readings")], only_report=True, progress=False) or () if p)
         else:
             raise KeyError(f"no study or saved comparison named {n!r}; known: {', '.join(sorted(studies | compares))}")
     return out
