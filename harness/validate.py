@@ -383,7 +383,7 @@ def validate_gt(data: Any, path: str | os.PathLike | None = None, *, require_fil
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
-def load_rgb(path: str | os.PathLike, what: str) -> np.ndarray:
+def load_rgb(path: str | os.PathLike, what: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
     """The image at ``path`` as (H, W, 3) uint8 RGB.
 
     Conversions: RGB as is; L, 1, P, CMYK, YCbCr by PIL; modes with alpha (RGBA, LA, PA, P with
@@ -392,14 +392,24 @@ def load_rgb(path: str | os.PathLike, what: str) -> np.ndarray:
     ``convert`` clips them at 255 instead, which turns most of a 16-bit image white).  Refused (``DatasetError``
     naming ``what`` and the mode): float (F), I with values outside [0, 65535], modes PIL cannot convert.
 
+    ``expected_hw``: the (height, width) the annotation file gives; a file of another size is refused from its
+    header, before decoding (as is one over ``MAX_IMAGE_PIXELS``: a corrupt header can claim any size).
+
     Raises:
-        DatasetError: unreadable, corrupt or truncated file, or an unsupported mode.
+        DatasetError: unreadable, corrupt or truncated file, an unsupported mode, a size other than
+            ``expected_hw`` or over ``MAX_IMAGE_PIXELS``.
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as pil:
+            w, h = pil.size
+            if expected_hw is not None and (h, w) != tuple(expected_hw):
+                raise DatasetError(f"{what} is {w}x{h} (WxH) but the JSON says {expected_hw[1]}x{expected_hw[0]}")
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{what}: {w}x{h} px exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                                   "(set SEGBENCH_MAX_IMAGE_PIXELS to raise it)")
             pil.load()
             mode = pil.mode
             if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -422,6 +432,8 @@ def load_rgb(path: str | os.PathLike, what: str) -> np.ndarray:
         raise DatasetError(f"{what}: image file not found") from None
     except Image.DecompressionBombError as e:
         raise DatasetError(f"{what}: image too large to decode ({e})") from None
+    except MemoryError:
+        raise DatasetError(f"{what}: out of memory decoding the image (corrupt header?)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, TypeError) as e:
         raise DatasetError(f"{what}: cannot read the image ({type(e).__name__}: {e})") from None
     if arr.ndim != 3 or arr.shape[2] != 3:

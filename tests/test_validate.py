@@ -338,3 +338,17 @@ def test_max_dets_hand_computed():
     out300 = coco_segm_eval(gt, exact, max_dets=300, per_class=False)
     assert out300["AP"] == pytest.approx(100.0, abs=1e-6)
     assert out300["AR10"] == pytest.approx(100 * 10 / 150, abs=1e-6)
+
+
+def test_corrupt_header_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+    p = _save(tmp_path, Image.new("L", (32, 24), 5), "big.png")
+    data = bytearray(p.read_bytes())
+    data[16:24] = struct.pack(">II", 200_000, 100_000)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    p.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"big.png: 200000x100000 px exceeds the limit"):
+        load_rgb(p, f"image file {p}")
+    with pytest.raises(DatasetError, match=r"big.png is 200000x100000 \(WxH\) but the JSON says 32x24"):
+        load_rgb(p, f"image file {p}", (24, 32))

@@ -360,7 +360,7 @@ class InstanceDataset(Dataset):
         path = self.img_dir / im.file_name
         if not path.is_file():
             raise DatasetError(f"{self.name}: image file {path} of image id {im.image_id} not found")
-        rgb = load_rgb(path, f"{self.name}: image file {path} of image id {im.image_id}")
+        rgb = load_rgb(path, f"{self.name}: image file {path} of image id {im.image_id}", (im.height, im.width))
         if rgb.shape[:2] != (im.height, im.width):
             raise DatasetError(
                 f"{self.name}: image file {path} of image id {im.image_id} is {rgb.shape[1]}x{rgb.shape[0]} "
