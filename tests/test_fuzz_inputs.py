@@ -8,11 +8,17 @@ Each example runs in a forked child of ``tests/fuzz_worker.py`` (which has impor
 ``RLIMIT_AS`` = its size + 1.5 GB and a 20 s limit.  CI runs ``SEGBENCH_FUZZ_EXAMPLES`` (default 60) examples
 per input kind; ``make fuzz`` runs 2000.
 
-Found with it (and fixed; see harness/validate.py): truncated / corrupt compressed RLE counts that hang
-pycocotools (``hang``), string / null image sizes and ids, RLE ``size`` given as strings, no-segmentation and
-two-point GT annotations, a missing ``area`` or ``iscrowd`` (``traceback`` in evaluation), huge polygon
-coordinates (``memory``), 16-bit and 32-bit integer images decoded as white (``wrong``), truncated image files
-(``traceback``).
+Findings (classes of failure), counted by ``SEGBENCH_FUZZ_COLLECT=1`` (record instead of stopping):
+
+* on the code before issue 15 (150 examples per kind, 450 in 21 s): 35 annotation-file tracebacks (TypeError
+  on a list / dict where a number goes: RLE ``size``, ``bbox``, ids; unhashable ids; OverflowError on an
+  infinite id; pycocotools ``frPyObjects`` / ``evaluateImg`` TypeErrors; a KeyError shown as "error: id"),
+  1 annotation-file crash of the process (SIGSEGV in pycocotools), 15 results-file tracebacks, 42 image
+  tracebacks (UnidentifiedImageError, truncated-file OSError, WebP decoder errors) and 6 wrong decodings
+  (16-bit and 32-bit integer grey images read as nearly white);
+* on this code: 3002 examples (1000 per kind, ``make fuzz FUZZ_EXAMPLES=1000``) in 396 s at load 6 found one
+  class, an image whose flipped header byte claimed a huge size and ran the decoder out of memory (now refused
+  from the header, before decoding); none since.  CI: 60 per kind, 182 examples in about 15 s.
 """
 from __future__ import annotations
 
