@@ -93,3 +93,15 @@ def test_a_leftover_empty_comparison_does_not_break_make_reports(tmp_path, monke
     (tmp_path / "results" / "bad" / "compare.json").write_text(_json.dumps({"methods": ["solov2"], "seeds": 0}))
     with pytest.warns(UserWarning, match=r"compare.json: no records or an invalid comparison spec"):
         assert regenerate_reports(["bad"]) == []
+
+
+def test_broken_pretrained_and_semantic_checkpoints_name_the_file(tmp_path):
+    from methods.backbones import _load_pretrained
+    from methods.casnet import _read_state_dict
+    bad = tmp_path / "weights.pth"
+    for content in (b"", b"garbage" * 5):
+        bad.write_bytes(content)
+        with pytest.raises(RuntimeError, match=rf"pretrained weights file {bad}: truncated or corrupt"):
+            _load_pretrained(torch.nn.Linear(1, 1), "resnet18", str(bad))
+        with pytest.raises(ValueError, match=rf"semantic_checkpoint {bad}: truncated or corrupt"):
+            _read_state_dict(str(bad))
