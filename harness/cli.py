@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
     if args.no_eval:
         from harness.pipeline import ensure_trained
         cfg, run_dir = ensure_trained(cfg, progress=not args.no_progress)
-        print(f"run: {run_dir}")
+        print(f"wrote: run {run_dir}")
         return 0
     recs = run_variant(args.study, args.method, cfg, do_time=not args.no_time, progress=not args.no_progress)
     from harness import distributed as dist_utils
