@@ -12,17 +12,51 @@ STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS
 define run_study
 	@if [ "$(JOBS)" = "1" ]; then $(PYTHON) -m harness study $(1) $(STUDY_ARGS); else \
 	  pids=""; for i in $$(seq 0 $$(($(JOBS)-1))); do \
-	    $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
+	    SEGBENCH_PROCS=$(JOBS) $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
 	    pids="$$pids $$!"; done; \
 	  for p in $$pids; do wait $$p || exit 1; done; \
 	  $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --report-only; fi
 endef
 
-.PHONY: install main test test-fast lint bench reports clean \
+.DEFAULT_GOAL := help
+.PHONY: help install main test test-fast fuzz lint bench reports clean \
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
 	ablation-table1-readings casnet-table1-readings validity
+
+# `make` alone prints this list (one line per target); tests/test_cli_help.py checks that it names every target
+help:
+	@echo "make help               this list (the default target)"
+	@echo "make install            pip install -e '.[dev]' (pulls a CUDA build of torch, about 5.8 GB)"
+	@echo "make main               SOLOv2, quick profile, shapes-coco -> reports/main.md"
+	@echo "make test               the full test suite"
+	@echo "make test-fast          the tests not marked slow"
+	@echo "make fuzz               the input fuzz test at length (FUZZ_EXAMPLES=2000)"
+	@echo "make lint               ruff check ."
+	@echo "make bench              NMS and train-step micro-benchmarks"
+	@echo "make reports            regenerate every report from the committed records"
+	@echo "make postprocess-study  one SOLOv2, evaluated with Matrix NMS, mask NMS and no NMS"
+	@echo "make coco-real          SOLOv2 trained on the real tiny_coco images (../shared/data)"
+	@echo "make ablation-table1    improved SOLOv2 Table 1 (CSPAM x TWFPN+CSMF x AML)"
+	@echo "make ablation-table2    improved SOLOv2 Table 2 (methods side by side, timed)"
+	@echo "make ablation-table3    improved SOLOv2 Table 3 (per-class AP, shapes-street)"
+	@echo "make ablation-cspam     which part of CSPAM moves AP (not a paper table)"
+	@echo "make uniinst-table1     UniInst Table 1 (AP with and without NMS)"
+	@echo "make uniinst-table4     UniInst Table 4 (OYOR alpha sweep)"
+	@echo "make uniinst-table5     UniInst Table 5 (3DMF, centre-ness, re-ranking)"
+	@echo "make uniinst-table6     UniInst Table 6 (auxiliary loss)"
+	@echo "make uniinst-table7     UniInst Table 7 (trained on shapes-coco, tested OCHuman-style)"
+	@echo "make uniinst-table8     UniInst Table 8 (speed by the timing protocol)"
+	@echo "make uniinst-all        every UniInst table in the order that reuses runs"
+	@echo "make casnet-table1      CASNet Table I (joint vs separated, beside the other methods)"
+	@echo "make casnet-table2      CASNet Table II (PQ, SQ, RQ, mIoU, AP)"
+	@echo "make casnet-table3      CASNet Table III (per-class AP with GT semantics)"
+	@echo "make casnet-table4      CASNet Table IV (per-class PQ with GT semantics)"
+	@echo "make casnet-seed-thr    CASNet's seed threshold (not a paper table)"
+	@echo "make seed-variance      SOLOv2's seed-to-seed AP spread (not a paper table)"
+	@echo "make clean              remove work_dirs, caches"
+	@echo "options: PROFILE=smoke|quick|paper SEEDS=N VARIANTS=a,b JOBS=N; python -m harness list shows studies"
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -36,6 +70,11 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"
+
+FUZZ_EXAMPLES ?= 2000
+# the property-based input fuzz test at length (CI runs it with a bounded example count)
+fuzz:
+	SEGBENCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -s tests/test_fuzz_inputs.py
 
 lint:
 	ruff check .

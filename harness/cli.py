@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-import methods
-from harness.config import PROFILES, make_config
+from harness import catalog, cli_extra
+from harness.catalog import PROFILES
 
 
 def _add_common(p: argparse.ArgumentParser, *, methods_flag: str = "--method") -> None:
     if methods_flag == "--method":
-        p.add_argument("--method", required=True, help=f"one of: {', '.join(methods.available())}")
+        p.add_argument("--method", required=True, help=f"one of: {', '.join(catalog.METHODS)}")
     p.add_argument("--profile", default="quick", choices=PROFILES, help="config profile (default: quick)")
     p.add_argument("--dataset", default=None,
                    help="training dataset: shapes-coco | shapes-ochuman | shapes-street | coco:ANN.json:IMGDIR "
@@ -27,21 +27,23 @@ def _add_common(p: argparse.ArgumentParser, *, methods_flag: str = "--method") -
 
 
 def cmd_train(args) -> int:
+    from harness.config import make_config
     from harness.pipeline import run_variant
     cfg = make_config(args.method, args.profile, dataset=args.dataset, val_dataset=args.val_dataset,
                       seed=args.seed, overrides=args.overrides)
     if args.no_eval:
         from harness.pipeline import ensure_trained
         cfg, run_dir = ensure_trained(cfg, progress=not args.no_progress)
-        print(f"run: {run_dir}")
+        print(f"wrote: run {run_dir}")
         return 0
     recs = run_variant(args.study, args.method, cfg, do_time=not args.no_time, progress=not args.no_progress)
     from harness import distributed as dist_utils
     if dist_utils.is_main():
         for r in recs:
             m = r["metrics"]
-            print(f"{r['run_id']}: AP {m['AP']:.2f} AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f} "
-                  f"(records: results/{args.study}/runs.jsonl)")
+            print(f"{r['run_id']}: AP {m['AP']:.2f} AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f}")
+        print(f"wrote: records results/{args.study}/runs.jsonl; run {(recs[0].get('train') or {}).get('run_dir')}"
+              if recs else f"wrote: records results/{args.study}/runs.jsonl")
     return 0
 
 
@@ -53,6 +55,8 @@ def cmd_time(args) -> int:
     from harness.pipeline import build_split, load_model
     from harness.runs import load_run_config, resolve_run
     from harness.timing import count_flops, count_params, time_inference
+    if args.postprocess:
+        cli_extra.check_postprocess(args.postprocess)
     run_dir = resolve_run(args.run)
     cfg = apply_overrides(load_run_config(run_dir), args.overrides)
     if args.postprocess:
@@ -64,9 +68,10 @@ def cmd_time(args) -> int:
                          progress=not args.no_progress)
     res["params"] = count_params(model)
     res["flops"] = count_flops(model, cfg.data.test_short_side, cfg.data.test_short_side, device)
+    _print_timing(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    _print_timing(res)
+        print(f"wrote: {args.json}")
     return 0
 
 
@@ -86,17 +91,15 @@ def _print_timing(res: dict) -> None:
 
 def cmd_compare(args) -> int:
     from harness.studies import run_compare
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in methods.available()]
-    if unknown:
-        print(f"error: unknown method(s) {unknown}; registered: {', '.join(methods.available())}", file=sys.stderr)
-        return 2
-    pps = [p.strip() for p in args.postprocess.split(",")] if args.postprocess else None
+    names = cli_extra.check_methods(args.methods)
+    pps = cli_extra.check_postprocess(args.postprocess)
+    cli_extra.check_count(args.seeds, "--seeds")
     md = run_compare(names, study=args.study, profile=args.profile, dataset=args.dataset,
                      val_dataset=args.val_dataset, seeds=args.seeds, overrides=args.overrides, postprocess=pps,
                      do_time=not args.no_time, progress=not args.no_progress, protocol=args.protocol)
     if md:
         print(md)
+    print(f"wrote: reports/{args.study}.md, records results/{args.study}/runs.jsonl")
     return 0
 
 
@@ -109,16 +112,20 @@ def cmd_study(args) -> int:
     except ValueError:
         print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
         return 2
+    cli_extra.check_study(args.name)
+    cli_extra.check_count(args.seeds, "--seeds")
     if args.readings:
         from harness.readings import run_readings
         out = run_readings(args.name, seeds=args.seeds, progress=not args.no_progress, overrides=args.overrides,
                            only_report=args.report_only, shard=(i, n), profile=args.profile)
         if out:
-            print(f"report: {out[0]}")
+            print(f"wrote: {out[0]}")
         return 0
-    run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
+    paths = run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
-              variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None)
+              variants=cli_extra.split_list(args.variants, "--variants") if args.variants is not None else None)
+    if paths:
+        print("wrote: " + ", ".join(str(p) for p in paths if p) + f"; records results/{Path(paths[0]).stem}/runs.jsonl")
     return 0
 
 
@@ -127,6 +134,7 @@ def cmd_report(args) -> int:
     paths = regenerate_reports(args.names or None)
     for p in paths:
         print(p)
+    print(f"wrote: {len(paths)} report files")
     return 0
 
 
@@ -150,20 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_time)
 
-    p = sub.add_parser("compare", help="train what is missing, evaluate, time, and write a comparison report")
-    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p = sub.add_parser("compare", help="train what is missing, evaluate, time, and write a comparison report",
+                       epilog=cli_extra.compare_epilog())
+    p.add_argument("--methods", required=True, help=f"comma-separated method names: {', '.join(catalog.METHODS)}")
     _add_common(p, methods_flag="--methods")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     p.add_argument("--postprocess", default=None,
                    help="comma-separated post-processing variants evaluated on the same trained run "
-                        "(matrix, matrix_linear, mask, box, fast, none)")
+                        f"({', '.join(catalog.POSTPROCESS)})")
     p.add_argument("--study", default="compare", help="results/<study>/runs.jsonl and reports/<study>.md")
     p.add_argument("--protocol", default="coco", choices=["coco", "ochuman"], help="evaluation protocol")
     p.add_argument("--no-time", action="store_true", help="skip the timing protocol")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("study", help="run a study of experiments/ (train missing runs, report)")
-    p.add_argument("name", help="study name, e.g. ablation_table1")
+    p = sub.add_parser("study", help="run a study of experiments/ (train missing runs, report)",
+                       epilog=cli_extra.study_epilog())
+    p.add_argument("name", help=f"study name: {', '.join(catalog.studies())}")
     p.add_argument("--profile", default=None, choices=PROFILES)
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -178,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("list", help="methods and presets, studies (variants, seeds), dataset specs, profiles")
+    p.set_defaults(func=cli_extra.cmd_list)
 
     p = sub.add_parser("report", help="regenerate reports from records (byte-identical for the same records)")
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
@@ -197,13 +210,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from harness.config import ConfigError
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, KeyError) as e:  # unknown method / study / key, bad --set value: a usage error
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return cli_extra.guarded(args.func, args)  # user errors: one "error: ..." line, exit 2 (usage) or 1

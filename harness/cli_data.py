@@ -17,8 +17,7 @@ import json
 import sys
 import time
 
-from harness.config import PROFILES, ExperimentConfig, apply_overrides, profile_data_config
-from methods.config import MethodConfig
+from harness.catalog import CITYSCAPES_CLASS_SETS, DATASET_SPECS, PROFILES, SYNTHETIC_PRESETS
 
 
 def data_config(profile: str, overrides: list[str]):
@@ -27,6 +26,8 @@ def data_config(profile: str, overrides: list[str]):
     Raises:
         ValueError: unknown profile, or an override outside ``data.*`` / a bad value.
     """
+    from harness.config import ExperimentConfig, apply_overrides, profile_data_config
+    from methods.config import MethodConfig
     data = profile_data_config(profile)
     bad = [o for o in overrides if not o.strip().startswith("data.")]
     if bad:
@@ -75,9 +76,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``data`` command (with ``stats``, ``generate``, ``convert-cityscapes``) to ``subparsers``."""
-    from harness.data import VALID_SPECS
-    from harness.data.cityscapes import CLASS_SETS
-    from harness.data.synthetic import PRESETS
+    VALID_SPECS, CLASS_SETS, PRESETS = DATASET_SPECS, CITYSCAPES_CLASS_SETS, SYNTHETIC_PRESETS  # noqa: N806
 
     data = subparsers.add_parser("data", help="dataset statistics, synthetic generation, conversion",
                                  description="Dataset tools.")

@@ -20,7 +20,8 @@ import math
 import sys
 from pathlib import Path
 
-from harness.evaluate import STAT_NAMES, coco_segm_eval, ochuman_eval
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+"""``harness.evaluate.STAT_NAMES`` (here so that ``--help`` does not import torch)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,13 +74,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.gt or not args.predictions:
         print("evaluate: give --gt ANN.json and --predictions RESULTS.json (or --run RUN)", file=sys.stderr)
         return 2
+    from harness.evaluate import coco_segm_eval, ochuman_eval
     try:
         if args.ochuman:
             metrics = ochuman_eval(args.gt, args.predictions, backend=args.backend)
         else:
             metrics = coco_segm_eval(args.gt, args.predictions, backend=args.backend, per_class=args.per_class)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"evaluate: {e}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as e:  # DatasetError, bad results, unreadable files
+        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
+        print(f"evaluate: {where}{e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
         return 2
     print(f"{metrics['n_results']} results in {args.predictions} vs {args.gt} "
           f"({'OCHuman' if args.ochuman else 'COCO'} segm, backend {args.backend})")
@@ -89,6 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         strict = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
         out.write_text(json.dumps(strict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote: {out}")
     return 0
 
 

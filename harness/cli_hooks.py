@@ -13,6 +13,9 @@ def evaluate_run(args) -> int:
     from harness.evaluate import save_results
     from harness.pipeline import build_split, evaluate_model, load_model
     from harness.runs import load_run_config, resolve_run
+    if getattr(args, "postprocess", None):
+        from harness.cli_extra import check_postprocess
+        check_postprocess(args.postprocess)
     run_dir = resolve_run(args.run)
     cfg = apply_overrides(load_run_config(run_dir), getattr(args, "overrides", None) or [])
     if getattr(args, "val_dataset", None):
@@ -24,9 +27,12 @@ def evaluate_run(args) -> int:
     ds = build_split(cfg, "val")
     protocol = "ochuman" if getattr(args, "ochuman", False) else "coco"
     metrics, results = evaluate_model(model, cfg, ds, device, protocol=protocol)
-    save_results(Path(run_dir) / f"predictions_{cfg.method.postprocess}.json", results)
+    pred_path = save_results(Path(run_dir) / f"predictions_{cfg.method.postprocess}.json", results)
     show = {k: v for k, v in metrics.items() if k not in ("per_class", "stats")}
     print(json.dumps(show, indent=2))
+    wrote = [str(pred_path)]
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        wrote.append(str(args.json))
+    print("wrote: " + ", ".join(wrote))
     return 0

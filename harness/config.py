@@ -121,7 +121,7 @@ class TrainConfig:
         checkpoint_period: iterations between checkpoints (a final one is always written).
         device: "auto" (CUDA when present), "cpu" or "cuda".
         deterministic: ``torch.use_deterministic_algorithms`` (for bit-reproducible resume tests).
-        threads: torch intra-op threads (0 = torch's default).
+        threads: torch intra-op threads (0 = cores // processes, ``harness.cpu.auto_threads``).
         health_eval_images: run health (``harness.health``): mask AP on the first this-many val images at the
             fractions ``health_points`` of the schedule (0 = off).  Not part of the run's hash.
         health_points: fractions of ``max_iter`` at which the health AP is measured.
@@ -185,7 +185,7 @@ class TimingConfig:
         warmup_iters: images run and discarded before timing.
         num_images: images timed (batch 1).
         fp16: autocast fp16 on CUDA (not measured on CPU).
-        threads: torch intra-op threads (0 = torch's default).
+        threads: torch intra-op threads (0 = cores // processes, ``harness.cpu.auto_threads``).
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -37,6 +37,7 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from harness.data.types import collate
+from harness.validate import DatasetError, check_inference_size, check_rle, validate_gt
 from methods.base import Instances
 
 Backend = Literal["pycocotools", "faster"]
@@ -106,6 +107,12 @@ def load_results(path: str | os.PathLike) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the results file ({e.strerror or e})") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: COCO results must be a JSON list, got {type(data).__name__}")
     return data
@@ -144,27 +151,24 @@ def load_gt(gt: str | os.PathLike | dict | COCO, backend: Backend = "pycocotools
         raise ValueError(f"unknown evaluation backend {backend!r}; valid: pycocotools, faster")
     if isinstance(gt, (str, os.PathLike)) and not Path(gt).is_file():
         raise FileNotFoundError(f"ground-truth annotation file not found: {gt}")
+    if isinstance(gt, (str, os.PathLike)):  # the dataset loader's validation (harness.validate.validate_gt)
+        from harness.data.coco import read_json
+        gt, _ = validate_gt(read_json(gt), gt)
+    elif isinstance(gt, dict):
+        gt, _ = validate_gt(gt, "ground truth")
     if backend == "faster":
         fce = _faster_module()
-        if isinstance(gt, COCO):
-            gt = gt.dataset
+        if not isinstance(gt, dict):
+            gt = copy.deepcopy(gt.dataset)
         with _quiet():
-            if isinstance(gt, dict):
-                return fce.COCO(copy.deepcopy(gt))
-            return fce.COCO(str(gt))
+            return fce.COCO(gt)
     with _quiet():
-        if isinstance(gt, COCO):  # COCOeval rewrites GT annotations in place: evaluate a shallow copy
+        if not isinstance(gt, dict):  # COCOeval rewrites GT annotations in place: evaluate a shallow copy
             gt = {**gt.dataset, "annotations": [dict(a) for a in gt.dataset.get("annotations", [])]}
-            coco = COCO()
-            coco.dataset = gt
-            coco.createIndex()
-            return coco
-        if isinstance(gt, dict):
-            coco = COCO()
-            coco.dataset = copy.deepcopy(gt)
-            coco.createIndex()
-            return coco
-        return COCO(str(gt))
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        return coco
 
 
 def _where(source: str | None) -> str:
@@ -221,20 +225,20 @@ def validate_results(results: list[dict], coco_gt, source: str | None = None) ->
 
 
 def _check_rle(seg: Any, hw: tuple[int, int], what: str) -> None:
+    """A result's segmentation: a compressed RLE of the image size whose runs add up to exactly H x W pixels
+    (``harness.validate.check_rle``; pycocotools loops forever in ``iou`` on truncated counts)."""
     if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
         raise ValueError(f"{what}: segmentation must be a compressed RLE dict with 'size' and 'counts'")
-    size = seg["size"]
-    if not isinstance(size, (list, tuple)) or [int(s) for s in size] != [int(hw[0]), int(hw[1])]:
-        raise ValueError(f"{what}: RLE size {size} != image [height, width] {list(hw)}")
     counts = seg["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
     if not isinstance(counts, str) or not _RLE_CHARS.fullmatch(counts):
         raise ValueError(f"{what}: RLE counts must be a non-empty compressed string "
                          "(see pycocotools.mask.encode)")
-    area = int(mask_utils.area({"size": list(size), "counts": counts.encode("ascii")}))
-    if not 0 <= area <= hw[0] * hw[1]:
-        raise ValueError(f"{what}: corrupt RLE counts (area {area} outside [0, {hw[0] * hw[1]}])")
+    try:
+        check_rle({"size": seg["size"], "counts": counts}, int(hw[0]), int(hw[1]), what)
+    except DatasetError as e:
+        raise ValueError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,8 +299,9 @@ def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: 
     with _quiet():
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    stats = [float(s) for s in evaluator.stats[:12]]
+        if int(max_dets) == 100:  # summarize() hard-codes maxDets 100
+            evaluator.summarize()
+    stats = [float(s) for s in evaluator.stats[:12]] if int(max_dets) == 100 else summarize_stats(evaluator)
     out: dict[str, Any] = {name: (100.0 * s if s >= 0 else float("nan"))
                            for name, s in zip(STAT_NAMES, stats)}
     out["stats"] = stats
@@ -312,6 +317,36 @@ def coco_segm_eval(gt, results, *, backend: Backend = "pycocotools", per_class: 
             per[name] = float(100.0 * valid.mean()) if valid.size else None
         out["per_class"] = per
     return out
+
+
+def summarize_stats(evaluator) -> list[float]:
+    """``COCOeval.stats[0..11]`` from ``evaluator.eval["precision"]`` / ``["recall"]`` for any ``maxDets``.
+
+    pycocotools' ``summarize`` hard-codes maxDets 100 for AP, APs/m/l and AR100 (with ``maxDets = [1, 10, 300]``
+    it finds no such index and reports -1 / NaN); here those read the last ``maxDets`` entry (``max_dets``), AR1
+    and AR10 the entries 1 and 10.  Same averaging as ``summarize``: the mean over the entries > -1, else -1.
+    """
+    p = evaluator.params
+    precision = np.asarray(evaluator.eval["precision"])  # (T iou, R recall, K cats, A areas, M maxDets)
+    recall = np.asarray(evaluator.eval["recall"])  # (T, K, A, M)
+    iou = np.asarray(p.iouThrs)
+    max_dets = list(p.maxDets)
+
+    def mean(x: np.ndarray) -> float:
+        x = x[x > -1]
+        return float(x.mean()) if x.size else -1.0
+
+    def ap(area: int = 0, thr: float | None = None) -> float:
+        pr = precision[..., area, -1]
+        if thr is not None:
+            pr = pr[np.flatnonzero(np.isclose(iou, thr))]
+        return mean(pr)
+
+    def ar(area: int = 0, m: int = -1) -> float:
+        return mean(recall[:, :, area, m])
+
+    return [ap(), ap(thr=0.5), ap(thr=0.75), ap(1), ap(2), ap(3),
+            ar(m=max_dets.index(1)), ar(m=max_dets.index(10)), ar(), ar(1), ar(2), ar(3)]
 
 
 def _make_evaluator(coco_gt, results: list[dict], backend: Backend):
@@ -398,12 +433,19 @@ def run_inference(method, dataset, *, device: torch.device | str, batch_size: in
     was_training = method.training
     method.to(device)
     method.eval()
+    n_max = int(getattr(getattr(method, "cfg", None), "max_per_img", 100) or 100)
+    if hasattr(dataset, "image_size"):  # refuse before any work an image whose masks would not fit in memory
+        ids = getattr(dataset, "image_ids", None)
+        for i in order:
+            check_inference_size(*dataset.image_size(i), n_max, f"image {ids[i] if ids is not None else i}")
     results: list[dict] = []
     try:
         with torch.no_grad(), tqdm(total=len(order), desc="inference", disable=not progress,
                                    unit="img", dynamic_ncols=True) as bar:
             for start in range(0, len(order), batch_size):
                 batch = collate([dataset[i] for i in order[start:start + batch_size]], size_divisor)
+                for image_id, orig in zip(batch.image_ids, batch.orig_sizes):
+                    check_inference_size(orig[0], orig[1], n_max, f"image {image_id}")
                 if uses_gt:
                     method.set_ground_truth(dataset.coco, batch.image_ids, dataset.cat_ids)
                 if getattr(method, "uses_gt_semantics", False):  # CASNet oracle mode (Tables III-IV)

@@ -13,9 +13,10 @@ evaluator ``panopticapi/evaluation.py``):
   (panopticapi divides by zero there).
 * Void: GT pixels with segment id 0.  GT crowd segments (``iscrowd=1``) are never matched and
   never FN.  An unmatched prediction is not an FP when more than half of its pixels lie on GT
-  void plus GT crowd regions of its own category.  (panopticapi keeps one crowd segment per
-  category and image; here all crowd segments of the category count, which is the same for
-  panoptic PNGs, which have at most one.)
+  void plus the GT crowd region of its own category.  As in panopticapi, that region is the
+  *last-listed* crowd segment of the category in the image (``crowd_labels_dict`` is overwritten
+  segment by segment); panoptic PNGs have at most one per category.  A GT segment listed in the
+  segments but absent from the map is a false negative (panopticapi iterates the listed segments).
 * mIoU: the semantic maps are read off the panoptic maps (pixel -> category of its segment);
   GT void pixels are ignored; predicted void pixels count against the GT class (a miss).  Mean
   over the categories present in the GT or the prediction of some image.
@@ -147,17 +148,18 @@ def _match_image(img: _Image, stats: dict[int, _ClassStats]) -> None:
             matched_gt.add(g)
             matched_pred.add(p)
 
-    crowd_ids: dict[int, list[int]] = {}
+    crowd_id: dict[int, int] = {}  # panopticapi: the last-listed crowd segment of each category
     for g, gs in img.gt_segments.items():
         if gs["iscrowd"]:
-            crowd_ids.setdefault(gs["category"], []).append(g)
+            crowd_id[gs["category"]] = g
         elif g not in matched_gt:
             stats[gs["category"]].fn += 1
     for p, ps in img.pred_segments.items():
         if p in matched_pred:
             continue
         ignored = overlap.get((VOID_ID, p), 0)
-        ignored += sum(overlap.get((c, p), 0) for c in crowd_ids.get(ps["category"], []))
+        if ps["category"] in crowd_id:
+            ignored += overlap.get((crowd_id[ps["category"]], p), 0)
         if ignored / pr_area_of[p] > 0.5:
             continue
         stats[ps["category"]].fp += 1
@@ -187,8 +189,10 @@ def _rle_annotations(pan: np.ndarray, segments: dict[int, dict], image_id: int, 
     anns = []
     for sid, seg in segments.items():
         m = pan == sid
-        if not m.any():  # GT segments listed but absent: nothing to match, like panopticapi
+        if not m.any() and with_score:  # validated away for predictions; kept for GT (below)
             continue
+        # a GT segment listed but absent from the map stays, as an empty mask: panopticapi counts it as a
+        # false negative (and, when crowd, as its category's crowd region, empty) -- hotcoco does the same
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         bbox = mask_utils.toBbox(rle).tolist()
         rle["counts"] = rle["counts"].decode("ascii")

@@ -26,9 +26,10 @@ import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, to_flat, train_hash
 from harness.data.synthetic import generator_version
-from harness.runs import is_finished, read_final, run_dir_for, run_id_for, weights_id
+from harness.runs import WORK_DIR_ENV, is_finished, read_final, run_dir_for, run_id_for, weights_id
 from harness.timing import count_flops, count_params, time_inference
 from harness.train import load_weights, resolve_num_classes, train
+from harness.validate import check_writable_dir
 
 
 def build_split(cfg: ExperimentConfig, split: str):
@@ -68,6 +69,7 @@ def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True,
     train_ds = train_ds if train_ds is not None else build_split(cfg, "train")
     cfg = resolve_num_classes(cfg, train_ds)
     run_dir = run_dir_for(cfg)
+    check_writable_dir(run_dir.parent, f"work directory (${WORK_DIR_ENV} or work_dirs)")
     if not is_finished(run_dir):
         # two processes of a sharded study may need the same run (CASNet's separated variant trains its
         # semantic model on demand): the second waits for the first, then finds the run finished.  DDP ranks
@@ -186,6 +188,11 @@ def _variant_records(path: Path, run_id: str, variant: str) -> list[dict]:
     return [r for r in read_records(path) if r.get("run_id") == run_id and r.get("variant", "").startswith(variant)]
 
 
+def _unique_key(rec: dict) -> tuple:
+    """What ``append_record`` checks under its lock: the same evaluation (``_record_key``) of the same weights."""
+    return _record_key(rec), _weights_of(rec)
+
+
 def _weights_of(rec: dict) -> str | None:
     return (rec.get("train") or {}).get("weights_id")
 
@@ -243,6 +250,8 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
     from harness.records import append_record, env_info, make_record, records_path, utc_now
     t_start = utc_now()
     path = records_path(study, results_root or "results")
+    if dist_utils.is_main():  # before any training: an unwritable results directory would lose the evaluation
+        check_writable_dir(path.parent, "results directory")
     val_ds = build_split(cfg, "val")
     train_ds = build_split(cfg, "train") if is_trainable(cfg) else None
     pps = postprocess or [cfg.method.postprocess]
@@ -275,7 +284,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                     not panoptic or "PQ" in (other.get("metrics") or {})):
                 rec = dict(other, study=study, variant=vname_of(pp),
                            copied_from=f"{other['study']}/{other['variant']}")
-                append_record(path, rec)
+                append_record(path, rec, unique=_unique_key)
                 keys.add(_record_key(rec))
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
         return _variant_records(path, run_id_for(resolved), variant)
@@ -325,7 +334,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid,
                    **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {})},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
-        append_record(path, rec)
+        append_record(path, rec, unique=_unique_key)  # a process beside this one may have recorded it meanwhile
         keys.add(_record_key(rec))
     if dist_utils.is_main() and path.is_file():
         out = _variant_records(path, run_id_for(cfg), variant)

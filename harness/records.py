@@ -45,7 +45,8 @@ import os
 import platform
 import subprocess
 import uuid
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -264,21 +265,48 @@ def validate_record(rec: Any) -> None:
         raise ValueError(f"record is not strict JSON: {e}") from None
 
 
-def append_record(path: str | os.PathLike, rec: dict) -> None:
+def _is_torn(line: str) -> bool:
+    """A line cut short by a crashed writer: a JSON object whose text stops before its end (the parser runs
+    out of input, or out of an unterminated string), not a line with garbage in it."""
+    text = line.strip()
+    if not text.startswith('{"') or text.endswith("}"):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return e.pos >= len(text) - 1 or e.msg.startswith("Unterminated string")
+    return False
+
+
+def append_record(path: str | os.PathLike, rec: dict, *, unique: Callable[[dict], Any] | None = None) -> bool:
     """Validate ``rec`` and append it as one line to ``path`` (created with its directories).
 
     Safe for concurrent writers: an exclusive ``filelock`` on ``<path>.lock``; the line (with its
     newline) goes out in a single ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``.  A torn
-    last line left by a crashed writer is terminated first so the new record stays intact.
+    last line left by a crashed writer (no closing brace, no newline) is moved to ``<path>.torn`` and cut
+    from the file, with a warning naming the file and line; a complete last line without its newline is
+    terminated.
 
+    Args:
+        unique: a key function; when given, the file is read under the same lock and ``rec`` is not written
+            if a record with the same key is already there ("check, then append" as one step, so two
+            identical commands at once write one record).
+    Returns:
+        True when the record was written, False when ``unique`` found it already there.
     Raises:
         ValueError: ``rec`` is invalid.
+        OSError: the file cannot be written (the message names it).
     """
     validate_record(rec)
     line = (json.dumps(rec, sort_keys=True, allow_nan=False, separators=(",", ":")) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
+        _repair_torn_tail(path)
+        if unique is not None and path.is_file():
+            want = unique(rec)
+            if any(unique(r) == want for r in read_records(path, validate=False)):
+                return False
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -293,23 +321,53 @@ def append_record(path: str | os.PathLike, rec: dict) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    return True
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Under the lock: move a torn last line (no newline, not a closed JSON object) to ``<path>.torn``."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    tail = data[cut:].decode("utf-8", errors="replace")
+    if not _is_torn(tail):
+        return
+    lineno = data[:cut].count(b"\n") + 1
+    with open(str(path) + ".torn", "ab") as f:
+        f.write(data[cut:] + b"\n")
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
+    warnings.warn(f"{path}:{lineno}: torn last line (a writer crashed mid-write) moved to {path}.torn; "
+                  f"the {lineno - 1} lines before it are kept", RecordWarning,
+                  stacklevel=3)
 
 
 def read_records(path: str | os.PathLike | Iterable[str | os.PathLike], *,
                  validate: bool = True) -> list[dict]:
     """All records of one JSONL file (or of several, concatenated in the given order).
 
-    Blank lines are skipped.
+    Blank lines are skipped.  A torn line (a JSON object cut short by a writer that crashed mid-write; the
+    one-``os.write`` append makes this a last line, or one that an older version terminated) is skipped
+    with a ``RecordWarning`` naming the file and line; the intact records are all returned.
 
     Raises:
         FileNotFoundError: a missing file.
-        ValueError: a line that is not JSON or not a valid record, naming the file and line number.
+        ValueError: a line that is not JSON (and not torn) or not a valid record, naming the file and line.
     """
     if not isinstance(path, (str, os.PathLike)):
         return [rec for p in path for rec in read_records(p, validate=validate)]
     path = Path(path)
     out = []
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a records file") from None
+    with f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -317,11 +375,21 @@ def read_records(path: str | os.PathLike | Iterable[str | os.PathLike], *,
                 rec = json.loads(line)
                 if validate:
                     validate_record(rec)
-            except ValueError as e:  # json.JSONDecodeError is a ValueError
+            except json.JSONDecodeError as e:
+                if _is_torn(line):
+                    warnings.warn(f"{path}:{lineno}: torn line skipped (a writer crashed mid-write; "
+                                  "the other records are kept)", RecordWarning, stacklevel=2)
+                    continue
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+            except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: {e}") from None
             out.append(rec)
     return out
 
 
+class RecordWarning(UserWarning):
+    """A torn records line skipped or moved aside."""
+
+
 __all__ = ["RECORDS_FILE", "SCHEMA", "SCHEMA_VERSION", "append_record", "env_info", "git_info",
-           "make_record", "read_records", "records_path", "utc_now", "validate_record"]
+           "RecordWarning", "make_record", "read_records", "records_path", "utc_now", "validate_record"]

@@ -104,6 +104,29 @@ def format_table(df: pd.DataFrame, metrics: Sequence[str], digits: int = 1) -> p
     return out
 
 
+def ci_label(n_per_bar: Sequence[int], what: str = "mask AP") -> str:
+    """Axis label that states what the error bars are: no "95 % CI" on bars that rest on one seed."""
+    ns = [int(n) for n in n_per_bar]
+    if ns and max(ns) <= 1:
+        return f"{what} (one seed: no confidence interval)"
+    if ns and min(ns) <= 1:
+        return f"{what} (mean ± 95% CI over seeds; bars of one seed have no CI)"
+    return f"{what} (mean ± 95% CI over seeds)"
+
+
+def label_bars(ax, bars, digits: int = 1) -> None:
+    """Write each bar's value at its end (``Axes.bar_label``); NaN bars stay unlabelled."""
+    values = [float(v) for v in bars.datavalues]  # heights, or widths of horizontal bars
+    labels = ["" if v != v else f"{v:.{digits}f}" for v in values]
+    ax.bar_label(bars, labels=labels, padding=2, fontsize=7)
+
+
+def fit_title(ax, title: str, width: int = 70) -> None:
+    """Set a title wrapped to ``width`` characters, so that a long study title is not clipped."""
+    import textwrap
+    ax.set_title(textwrap.fill(title, width), fontsize=10)
+
+
 def bar_chart(df: pd.DataFrame, metric: str, *, label_cols: Sequence[str] = ("method", "variant"),
               title: str | None = None) -> Callable[[Figure], None]:
     """A figure callback for ``write_report``: bars of ``df[metric]`` with ``df[metric + "_ci"]``
@@ -114,13 +137,16 @@ def bar_chart(df: pd.DataFrame, metric: str, *, label_cols: Sequence[str] = ("me
     errors = [0.0 if (e is None or math.isnan(e)) else float(e) for e in df[f"{metric}_ci"]] \
         if f"{metric}_ci" in df.columns else None
 
+    ns = [int(v) for v in df["n"]] if "n" in df.columns else ([2] * len(values) if errors else [1] * len(values))
+
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot(1, 1, 1)
         xs = list(range(len(values)))
-        ax.bar(xs, values, yerr=errors, capsize=3, color="#4C72B0")
+        bars = ax.bar(xs, values, yerr=errors, capsize=3, color="#4C72B0")
+        label_bars(ax, bars)
         ax.set_xticks(xs, labels, rotation=30, ha="right")
-        ax.set_ylabel(metric)
-        ax.set_title(title or metric)
+        ax.set_ylabel(ci_label(ns, metric))
+        fit_title(ax, title or metric)
         fig.tight_layout()
 
     return draw
@@ -143,8 +169,12 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
 def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: Sequence[str],
                  figure: Callable[[Figure], None] | None, out_dir: str | os.PathLike = "reports", *,
                  sources: Sequence[str | os.PathLike] = (), command: str | None = None,
-                 title: str | None = None, floatfmt: str = ".1f") -> tuple[Path, Path | None]:
+                 title: str | None = None, floatfmt: str = ".1f",
+                 warnings: Sequence[str] = ()) -> tuple[Path, Path | None]:
     """Write ``<out_dir>/<name>.md`` (and ``<name>.png`` when ``figure`` is given).
+
+    ``warnings`` (e.g. "Incomplete", "Mixed schedules") stand at the top of the report, under the heading, as
+    ``> **Warning:**`` lines, before any table.
 
     Args:
         name: report name (file stem and title).
@@ -171,6 +201,8 @@ def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: S
         lines.append(f"Regenerate with: `{command}`")
     if sources or command:
         lines.append("")
+    for w in warnings:
+        lines += [f"> **Warning:** {w}", ""]
     for title, df in tables:
         lines += [f"## {title}", "", markdown_table(df, floatfmt), ""]
     if png_path is not None:

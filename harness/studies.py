@@ -131,6 +131,48 @@ def shard_of(variant_index: int, seed: int, n: int) -> int:
     return (variant_index + seed) % n
 
 
+class StudyProgress:
+    """``[study] run k / N: variant V, seed S; elapsed ..., ETA ...`` on stderr before each run of a study.
+
+    The ETA is the mean duration of the runs that did work so far (a run already recorded takes under a
+    second and is left out of the mean) times the runs left; "ETA unknown" until one run has done work.
+    """
+
+    def __init__(self, study: str, total: int, shard: tuple[int, int] = (0, 1), out=None) -> None:
+        import time
+        self.study, self.total, self.shard, self.k = study, total, shard, 0
+        self.t0 = time.perf_counter()
+        self.t_run = self.t0
+        self.worked: list[float] = []
+        self.out = out
+
+    def _fmt(self, s: float) -> str:
+        s = int(round(s))
+        return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+    def line(self, variant: str, seed: int, now: float) -> str:
+        left = self.total - self.k + 1
+        eta = (f"ETA {self._fmt(sum(self.worked) / len(self.worked) * left)}" if self.worked else "ETA unknown")
+        sh = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
+        return (f"[{self.study}{sh}] run {self.k} / {self.total}: variant {variant}, seed {seed}; "
+                f"elapsed {self._fmt(now - self.t0)}, {eta}")
+
+    def start(self, variant: str, seed: int) -> str:
+        import sys
+        import time
+        self.k += 1
+        self.t_run = time.perf_counter()
+        msg = self.line(variant, seed, self.t_run)
+        print(msg, file=self.out or sys.stderr, flush=True)
+        return msg
+
+    def done(self) -> None:
+        import time
+        d = time.perf_counter() - self.t_run
+        if d >= 1.0:
+            self.worked.append(d)
+
+
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
               only_report: bool = False, overrides: list[str] | None = None,
               shard: tuple[int, int] = (0, 1), variants: list[str] | None = None) -> tuple[Path, Path] | None:
@@ -153,13 +195,15 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
         jobs = [job for job in study.configs(profile, seeds, tuple(overrides or ()))
                 if not variants or job[0].name in variants]
         order = {n: j for j, n in enumerate(dict.fromkeys(job[0].name for job in jobs))}
-        for v, seed, cfg in jobs:
-            if shard_of(order[v.name], seed, shard[1]) != shard[0]:
-                continue
+        mine = [job for job in jobs if shard_of(order[job[0].name], job[1], shard[1]) == shard[0]]
+        eta = StudyProgress(study.name, len(mine), shard)
+        for v, seed, cfg in mine:
+            eta.start(v.name, seed)
             cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
             run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
                         do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
                         reuse=study.reuse_records)
+            eta.done()
     if shard[0] != 0:
         return None
     return write_study_report(study)
@@ -301,11 +345,12 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records) + mixed_config_note(records)
-    notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
+    notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
              + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE])
     tables = list(spec.tables) + [("Run health", run_health_table(records))]
     return write_report(study.name, tables, notes, spec.figure, title=study.title,
-                        sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
+                        sources=[records_path(study.name)], command=f"python -m harness report {study.name}",
+                        warnings=status)  # "Incomplete" / "Mixed schedules" / "Mixed configs" at the top
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,19 +626,23 @@ def default_report(study: Study, records: list[dict]) -> ReportSpec:
         notes.append("One seed per row: no confidence interval.")
 
     def figure(fig):
+        from harness.report import ci_label, fit_title, label_bars
         from harness.stats import mean_ci
         ax = fig.add_subplot(1, 1, 1)
         names = list(dict.fromkeys(df["variant"]))
-        means, errs = [], []
+        means, errs, ns = [], [], []
         for v in names:
             vals = [x for x in df[df["variant"] == v]["AP"].tolist() if x is not None]
             m, hw = mean_ci(vals)
             means.append(m)
             errs.append(0.0 if hw is None or hw != hw else hw)
-        ax.barh(names, means, xerr=errs, color="#4C72B0", capsize=3)
-        ax.set_xlabel("mask AP (mean ± 95% CI over seeds)")
+            ns.append(len(vals))
+        bars = ax.barh(names, means, xerr=errs, color="#4C72B0", capsize=3)
+        label_bars(ax, bars)
+        ax.set_xlabel(ci_label(ns))
         ax.invert_yaxis()
-        ax.set_title(study.title)
+        fit_title(ax, study.title)
+        fig.tight_layout()
     return ReportSpec(tables=[("Results", table)], notes=notes, figure=figure)
 
 
@@ -676,7 +725,17 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
             if study_records(study.name):
                 out.extend(p for p in write_study_report(study) if p)
         elif n in compares:
-            spec = json.loads((root / n / "compare.json").read_text())
+            spec_path = root / n / "compare.json"
+            try:
+                spec = json.loads(spec_path.read_text())
+                ok = isinstance(spec, dict) and int(spec.get("seeds", 0)) >= 1 and bool(spec.get("methods"))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok or not study_records(n):  # e.g. left by `compare --seeds 0` before it was refused
+                import warnings
+                warnings.warn(f"{spec_path}: no records or an invalid comparison spec; its report is skipped",
+                              stacklevel=2)
+                continue
             out.extend(p for p in write_compare_report(n, spec) if p)
         elif n.endswith("_readings") and n[: -len("_readings")] in studies:
             from harness.readings import run_readings

@@ -78,8 +78,9 @@ def time_inference(method: torch.nn.Module, dataset, tcfg, device: torch.device,
     if len(dataset) == 0:
         raise ValueError(f"cannot time on an empty dataset ({getattr(dataset, 'name', '?')})")
     precision = "fp16" if tcfg.fp16 else "fp32"
-    if tcfg.threads:
-        torch.set_num_threads(tcfg.threads)
+    from harness.cpu import auto_threads, warn_if_loaded
+    torch.set_num_threads(auto_threads(tcfg.threads))  # cores // processes unless set
+    warn_if_loaded("timing")
     protocol = {
         "version": PROTOCOL_VERSION, "batch_size": 1, "warmup_iters": tcfg.warmup_iters,
         "num_images": tcfg.num_images, "stages": list(STAGES), "precision": precision,

@@ -138,15 +138,19 @@ def load_weights(model: torch.nn.Module, run_dir: Path) -> None:
     run_dir = Path(run_dir)
     final = run_dir / "model_final.pth"
     last = run_dir / "checkpoints" / "last.pth"
+    from harness.validate import load_checkpoint
     if final.is_file():
-        state = torch.load(final, map_location="cpu", weights_only=True)
+        src, state = final, load_checkpoint(final, weights_only=True)
     elif last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)["model"]
+        src, state = last, load_checkpoint(last, weights_only=False, key="model")
     else:
         raise FileNotFoundError(f"run {run_dir} has no weights (model_final.pth or checkpoints/last.pth)")
     prefixes = tuple(getattr(model, "external_state_prefixes", ()))
     if not prefixes:
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise RuntimeError(f"{src}: weights do not fit the model ({str(e)[:300]})") from None
         return
     missing, unexpected = model.load_state_dict(state, strict=False)
     # older runs saved the external submodule with their own weights; it is loaded from its own source
@@ -183,8 +187,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     device = dist_utils.resolve_device(tc.device)
     distributed = dist_utils.init_from_env(device.type)
     rank, world = dist_utils.rank(), dist_utils.world_size()
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    from harness.cpu import auto_threads
+    torch.set_num_threads(auto_threads(tc.threads))  # cores // processes (DDP world, make JOBS) unless set
     set_deterministic(tc.deterministic)
     seed_everything(cfg.seed + rank)
 
@@ -206,7 +210,11 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     ckpt_path = run_dir / "checkpoints" / "last.pth"
     start_iter = 0
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        from harness.validate import load_checkpoint
+        state = load_checkpoint(ckpt_path, weights_only=False)
+        lacking = [k for k in ("model", "optimizer", "scheduler", "iteration") if k not in state]
+        if lacking:
+            raise RuntimeError(f"{ckpt_path}: not a training checkpoint (lacks {lacking}); delete it to train again")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

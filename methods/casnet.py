@@ -508,11 +508,15 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
         ValueError: no state dict in the file.
     """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"casnet: method.semantic_checkpoint {path!r} not found") from e
-    except pickle.UnpicklingError:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:  # empty / truncated / garbage
+        raise ValueError(f"casnet: method.semantic_checkpoint {path}: truncated or corrupt checkpoint "
+                         f"({type(e).__name__}: {str(e)[:200]})") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

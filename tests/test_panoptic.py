@@ -191,3 +191,31 @@ def test_builtin_agrees_with_hotcoco_on_random_maps():
             assert a["per_class"][c][k] == b["per_class"][c][k], (c, k)
     assert a["PQ"] == pytest.approx(b["PQ"]) and a["SQ"] == pytest.approx(b["SQ"])
     assert a["PQ_things"] == pytest.approx(b["PQ_things"]) or math.isnan(a["PQ_things"])
+
+
+# issue 15: panopticapi's rules that the two backends disagreed on
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gt_segment_listed_but_absent_from_the_map_is_a_false_negative(backend):
+    gt = np.zeros((10, 10), np.int64)
+    gt[:5] = 1
+    pred = np.zeros((10, 10), np.int64)
+    pred[:5] = 3
+    r = pq_compute([(gt, [seg(1, 1), seg(2, 1)], pred, [seg(3, 1)])], CATS, backend=backend)
+    c = r["per_class"][1]
+    assert (c["TP"], c["FP"], c["FN"]) == (1, 0, 1)  # panopticapi: segment 2 is listed, never matched -> FN
+    assert c["PQ"] == pytest.approx(1 / 1.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order, fp", [((1, 2), 0), ((2, 1), 1)])
+def test_several_crowd_segments_of_one_class_follow_panopticapi(backend, order, fp):
+    """panopticapi keeps the last-listed crowd segment per category (``crowd_labels_dict`` overwritten): a
+    prediction lying on an earlier-listed crowd segment is an FP, on the last one it is ignored."""
+    gt = np.zeros((10, 10), np.int64)
+    gt[:, :5], gt[:, 5:] = 1, 2
+    pred = np.zeros((10, 10), np.int64)
+    pred[:, 5:] = 7  # lies on crowd segment 2
+    segs = [seg(i, 1, iscrowd=1) for i in order]
+    r = pq_compute([(gt, segs, pred, [seg(7, 1)])], CATS, backend=backend)
+    c = r["per_class"][1]
+    assert (c["TP"], c["FP"], c["FN"]) == (0, fp, 0)

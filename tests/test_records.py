@@ -12,6 +12,7 @@ from harness.config import make_config
 from harness.records import (
     ENV_FIELDS,
     SCHEMA,
+    RecordWarning,
     append_record,
     env_info,
     git_info,
@@ -101,12 +102,44 @@ def test_read_records_names_file_and_line(tmp_path):
 
 def test_append_after_a_torn_line_keeps_the_new_record_intact(tmp_path):
     path = tmp_path / "runs.jsonl"
-    path.write_text('{"schema_version": 1, "run_')  # a writer died mid-line
-    append_record(path, record(run_id="after"))
-    lines = path.read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])["run_id"] == "after"
-    with pytest.raises(ValueError, match=r"runs\.jsonl:1: "):
-        read_records(path)
+    path.write_text(json.dumps(record(run_id="before")) + "\n" + '{"schema_version": 1, "run_')  # died mid-line
+    with pytest.warns(RecordWarning, match=r"runs\.jsonl:2: torn last line .* moved to .*runs\.jsonl\.torn"):
+        append_record(path, record(run_id="after"))
+    assert [r["run_id"] for r in read_records(path)] == ["before", "after"]
+    assert (tmp_path / "runs.jsonl.torn").read_text() == '{"schema_version": 1, "run_\n'
+
+
+def test_torn_last_line_is_skipped_with_a_warning_and_intact_records_kept(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    full = json.dumps(record(run_id="a"), sort_keys=True)
+    path.write_text(full + "\n" + json.dumps(record(run_id="b")) + "\n" + full[: len(full) // 2])
+    with pytest.warns(RecordWarning, match=r"runs\.jsonl:3: torn line skipped"):
+        recs = read_records(path)
+    assert [r["run_id"] for r in recs] == ["a", "b"]
+    path.write_text(full + "\n" + full[:40] + "\n" + full + "\n")  # terminated by an older append_record
+    with pytest.warns(RecordWarning, match=r"runs\.jsonl:2: torn line skipped"):
+        assert len(read_records(path)) == 2
+
+
+def test_unique_append_is_check_and_append_in_one_step(tmp_path):
+    """Two identical runs at once: each checks for the record and appends under one lock -> one record."""
+    import multiprocessing as mp
+    path = tmp_path / "runs.jsonl"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_unique_writer, args=(str(path), i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    recs = read_records(path)
+    assert len(recs) == 1
+    assert append_record(path, record(run_id="same"), unique=lambda r: r["run_id"]) is False
+    assert append_record(path, record(run_id="other"), unique=lambda r: r["run_id"]) is True
+
+
+def _unique_writer(path: str, i: int) -> None:
+    append_record(path, record(run_id="same", metrics={"AP": float(i)}), unique=lambda r: r["run_id"])
 
 
 def _writer(path: str, writer: int, n: int) -> None:

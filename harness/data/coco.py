@@ -26,6 +26,10 @@ annotation of an unknown image id           ``DatasetError``               annot
 annotation of an unknown category id        ``DatasetError``               annotation id and category id
 unsupported ``segmentation`` type, odd      ``DatasetError``               annotation id
 polygon coordinate count, RLE size != image
+RLE counts not adding up to height x width, ``DatasetError``               annotation id
+NaN / far-out polygon coordinates, non-
+integer ids / sizes, over 100 M px
+image undecodable, truncated, mode F        ``DatasetError`` (on load)     file path and image id
 image file missing (checked at build)       ``DatasetError``               file path and image id
 image size on disk != JSON height/width     ``DatasetError`` (on load)     file path and image id
 no ``segmentation`` (None / [] / {} /       counted skip ``no_segmentation``  annotation ids (first few)
@@ -40,6 +44,12 @@ every polygon has fewer than 3 points       counted skip                   annot
 mask of zero area (after rasterising)       counted skip ``zero_area``     annotation ids
 mask empty after resizing (tiny objects)    dropped from that sample       -
 ==========================================  =============================  ====================================
+
+The structural checks are ``harness.validate.validate_gt``, which ``evaluate --gt`` runs too; images are
+decoded by ``harness.validate.load_rgb`` (every PIL mode to 8-bit RGB: 16-bit grey scaled, alpha dropped).
+``dataset.coco`` is the evaluation copy of the JSON from ``validate_gt``: an annotation without a usable
+segmentation is an empty mask there (it stays in the GT and counts as missed), a missing ``area`` comes from
+the mask, an annotation id 0 is renumbered (each counted in one warning).
 
 Cost: the zero-area check rasterises every annotation once at build time (about 30 us per
 annotation on one core, i.e. roughly 25 s for COCO train2017's 860k annotations).
@@ -63,17 +73,12 @@ from torch.utils.data import Dataset
 
 from harness.data.transforms import boxes_from_masks
 from harness.data.types import Sample
+from harness.validate import DatasetError, DataWarning, load_rgb, segm_rle, validate_gt
 
 SKIP_REASONS = ("no_segmentation", "degenerate_polygon", "box_outside_image", "zero_area")
 _MAX_IDS_IN_MESSAGE = 5
 
 
-class DatasetError(ValueError):
-    """Malformed dataset input (the message names the file and the offending id)."""
-
-
-class DataWarning(UserWarning):
-    """Annotations skipped or clipped while building a dataset (one warning per dataset)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ def read_json(path: str | Path) -> dict:
         raise DatasetError(f"{path}: annotation file not found") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:  # a directory, no permission, I/O error
+        raise DatasetError(f"{path}: cannot read the annotation file ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     return data
@@ -131,24 +142,7 @@ def segm_to_rle(segm: Any, height: int, width: int, ann_id: int) -> dict | None:
         DatasetError: unsupported type, a polygon with an odd number of coordinates, or an RLE
             whose ``size`` is not the image size.
     """
-    if isinstance(segm, list):
-        polys = []
-        for poly in segm:
-            if not isinstance(poly, list) or len(poly) % 2:
-                raise DatasetError(f"annotation {ann_id}: polygon must be a flat list of x, y pairs")
-            if len(poly) >= 6:  # pycocotools would read a 4-number list as a box
-                polys.append([float(v) for v in poly])
-        if not polys:
-            return None
-        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
-        if [int(v) for v in segm["size"]] != [height, width]:
-            raise DatasetError(f"annotation {ann_id}: RLE size {segm['size']} != image size {[height, width]}")
-        if isinstance(segm["counts"], list):
-            return mask_utils.frPyObjects(segm, height, width)
-        counts = segm["counts"]
-        return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
-    raise DatasetError(f"annotation {ann_id}: unsupported segmentation type {type(segm).__name__}")
+    return segm_rle(segm, height, width, f"annotation {ann_id}")
 
 
 def _require(d: dict, keys: tuple[str, ...], what: str, path: Path) -> None:
@@ -213,6 +207,7 @@ class InstanceDataset(Dataset):
     # parsing and validation
     def _parse(self, data: dict) -> None:
         path = self.ann_file
+        validate_gt(data, path, require_files=True, warn=False)  # the checks `evaluate --gt` runs too
         for key in ("images", "annotations", "categories"):
             if not isinstance(data.get(key), list):
                 raise DatasetError(f"{path}: missing or non-list key {key!r}")
@@ -230,13 +225,18 @@ class InstanceDataset(Dataset):
         self.cat_ids = sorted(cats)
         self.class_names = [cats[c] for c in self.cat_ids]
         label_of = {c: i for i, c in enumerate(self.cat_ids)}
-        self.stuff_names = [str(s["name"]) for s in data.get("stuff_categories", [])]
+        stuff = data.get("stuff_categories", [])
+        if not isinstance(stuff, list) or not all(isinstance(s, dict) and "name" in s for s in stuff):
+            raise DatasetError(f"{path}: stuff_categories must be a list of objects with a 'name'")
+        self.stuff_names = [str(s["name"]) for s in stuff]
 
         images: dict[int, dict] = {}
         for im in data["images"]:
             _require(im, ("id", "file_name", "height", "width"), f"image {im.get('id', '?')}", path)
             if int(im["id"]) in images:
                 raise DatasetError(f"{path}: duplicate image id {im['id']}")
+            if not isinstance(im.get("sem_seg_file_name", ""), str):
+                raise DatasetError(f"{path}: image {im['id']}: sem_seg_file_name must be a string")
             images[int(im["id"])] = im
 
         self.skipped: dict[str, list[int]] = {r: [] for r in SKIP_REASONS}
@@ -318,8 +318,11 @@ class InstanceDataset(Dataset):
         if self._coco is None:
             from pycocotools.coco import COCO
 
+            clean, _ = validate_gt(read_json(self.ann_file), self.ann_file)  # no-mask objects: empty masks
             with contextlib.redirect_stdout(io.StringIO()):
-                self._coco = COCO(str(self.ann_file))
+                self._coco = COCO()
+                self._coco.dataset = clean
+                self._coco.createIndex()
         return self._coco
 
     @property
@@ -328,6 +331,11 @@ class InstanceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of the ``index``-th image as the JSON gives it (no decoding)."""
+        im = self._images[index]
+        return im.height, im.width
 
     def info(self) -> dict:
         """Summary for run records: name, n_images, n_instances (crowd included), n_crowd, skipped."""
@@ -350,11 +358,9 @@ class InstanceDataset(Dataset):
         """
         im = self._images[index]
         path = self.img_dir / im.file_name
-        try:
-            with Image.open(path) as pil:
-                rgb = np.asarray(pil.convert("RGB"))
-        except FileNotFoundError:
-            raise DatasetError(f"{self.name}: image file {path} of image id {im.image_id} not found") from None
+        if not path.is_file():
+            raise DatasetError(f"{self.name}: image file {path} of image id {im.image_id} not found")
+        rgb = load_rgb(path, f"{self.name}: image file {path} of image id {im.image_id}", (im.height, im.width))
         if rgb.shape[:2] != (im.height, im.width):
             raise DatasetError(
                 f"{self.name}: image file {path} of image id {im.image_id} is {rgb.shape[1]}x{rgb.shape[0]} "
@@ -367,8 +373,13 @@ class InstanceDataset(Dataset):
             masks = torch.zeros((0, im.height, im.width), dtype=torch.bool)
         sem_seg = None
         if im.sem_seg_file is not None:
-            with Image.open(self.ann_file.parent / im.sem_seg_file) as pil:
-                sem_seg = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())  # (H, W)
+            sem_path = self.ann_file.parent / im.sem_seg_file
+            try:
+                with Image.open(sem_path) as pil:
+                    sem_seg = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())  # (H, W)
+            except (OSError, ValueError, SyntaxError) as e:
+                raise DatasetError(f"{self.name}: semantic map {sem_path} of image id {im.image_id}: "
+                                   f"cannot read ({type(e).__name__}: {e})") from None
         return Sample(
             image=image,
             masks=masks,

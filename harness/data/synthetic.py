@@ -469,7 +469,11 @@ def _write(preset: str, split: str, n_images: int, size: int, seed: int, root: P
         from tqdm import tqdm
 
         it = tqdm(it, desc=f"generate {preset}/{split}", unit="img")
+    step = max(1, n_images // 10)
     for i in it:
+        if not use_tqdm and n_images >= 50 and i and i % step == 0:  # no terminal: a line every 10 %
+            import sys
+            print(f"  generate {preset}/{split}: {i} / {n_images} images", file=sys.stderr, flush=True)
         image_id = i + 1
         image, lab, classes, sem = render(preset, size, np.random.default_rng((seed, i)))
         name = f"{image_id:06d}.png"
@@ -536,9 +540,15 @@ def generate(preset: str, split: str, n_images: int, image_size: int, seed: int,
             if final.exists():  # a stale partial folder (cannot come from this function)
                 shutil.rmtree(final)
             tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+            import sys
+            import time
+            t0 = time.perf_counter()
+            print(f"generating {preset}/{split}: {n_images} images at {image_size} px into {final} "
+                  "(once; cached after)", file=sys.stderr, flush=True)
             try:
-                _write(preset, split, n_images, image_size, seed, tmp, use_tqdm)
+                _write(preset, split, n_images, image_size, seed, tmp, use_tqdm or sys.stderr.isatty())
                 os.rename(tmp, final)
+                print(f"generated {preset}/{split} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,8 @@ with strides 4, 8, 16, 32 and ``out_channels`` listing their channel counts.
 """
 from __future__ import annotations
 
+import pickle
+
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -99,6 +101,9 @@ def _load_pretrained(model: nn.Module, name: str, pretrained: str) -> None:
             state = torch.load(pretrained, map_location="cpu", weights_only=True)
         except FileNotFoundError as e:
             raise RuntimeError(f"backbone {name}: pretrained weights file {pretrained!r} not found") from e
+        except (EOFError, RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:  # empty, truncated, garbage
+            raise RuntimeError(f"backbone {name}: pretrained weights file {pretrained}: truncated or corrupt "
+                               f"({type(e).__name__}: {str(e)[:200]})") from None
         state = state.get("state_dict", state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("fc.")]
