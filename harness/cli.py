@@ -102,6 +102,9 @@ def cmd_compare(args) -> int:
 
 def cmd_study(args) -> int:
     from harness.studies import run_study
+    if args.launcher != "local" or args.jobs > 1 or args.dry_run:
+        from harness.launch import launch_study
+        return launch_study(args)
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         if not 0 <= i < n:
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
+    from harness.launch import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", help="regenerate reports from records (byte-identical for the same records)")

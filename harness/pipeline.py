@@ -190,6 +190,12 @@ def _weights_of(rec: dict) -> str | None:
     return (rec.get("train") or {}).get("weights_id")
 
 
+def _unique_key(rec: dict) -> tuple:
+    """What ``append_record`` checks under the records lock before writing: the evaluation (``_record_key``) of
+    these weights; a record of the same run from other weights (trained again) does not block a new one."""
+    return _record_key(rec), _weights_of(rec)
+
+
 def existing_keys(path: Path, current_weights: dict[str, str] | None = None) -> set:
     """``_record_key`` of the records in ``path``.
 
@@ -252,7 +258,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                     not panoptic or "PQ" in (other.get("metrics") or {})):
                 rec = dict(other, study=study, variant=vname_of(pp),
                            copied_from=f"{other['study']}/{other['variant']}")
-                append_record(path, rec)
+                append_record(path, rec, unique_by=_unique_key)
                 keys.add(_record_key(rec))
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
         return _variant_records(path, run_id_for(resolved), variant)
@@ -301,7 +307,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
-        append_record(path, rec)
+        append_record(path, rec, unique_by=_unique_key)
         keys.add(_record_key(rec))
     if dist_utils.is_main() and path.is_file():
         out = _variant_records(path, run_id_for(cfg), variant)

@@ -264,13 +264,19 @@ def validate_record(rec: Any) -> None:
         raise ValueError(f"record is not strict JSON: {e}") from None
 
 
-def append_record(path: str | os.PathLike, rec: dict) -> None:
+def append_record(path: str | os.PathLike, rec: dict, *, unique_by=None) -> bool:
     """Validate ``rec`` and append it as one line to ``path`` (created with its directories).
 
     Safe for concurrent writers: an exclusive ``filelock`` on ``<path>.lock``; the line (with its
     newline) goes out in a single ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``.  A torn
     last line left by a crashed writer is terminated first so the new record stays intact.
 
+    ``unique_by``: a function record -> key; when given, the file is read under the same lock and ``rec`` is not
+    written if a record with its key is already there (check-then-append as one step, so two processes that made
+    the same evaluation, e.g. a job and its requeued copy, leave one record).
+
+    Returns:
+        True if the record was written.
     Raises:
         ValueError: ``rec`` is invalid.
     """
@@ -279,6 +285,10 @@ def append_record(path: str | os.PathLike, rec: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
+        if unique_by is not None and path.is_file():
+            key = unique_by(rec)
+            if any(unique_by(r) == key for r in read_records(path, validate=False)):
+                return False
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -293,6 +303,7 @@ def append_record(path: str | os.PathLike, rec: dict) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    return True
 
 
 def read_records(path: str | os.PathLike | Iterable[str | os.PathLike], *,

@@ -120,7 +120,6 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     each with ``--set train.threads=1``) share a study; records are appended under a file lock.
     Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
     """
-    from harness.pipeline import run_variant
     study = load_study(name)
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
@@ -133,13 +132,24 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
         for v, seed, cfg in jobs:
             if shard_of(order[v.name], seed, shard[1]) != shard[0]:
                 continue
-            cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
-            run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
-                        do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
-                        reuse=study.reuse_records)
+            run_one(study, v, cfg, profile, tuple(overrides or ()), progress)
     if shard[0] != 0:
         return None
     return write_study_report(study)
+
+
+def run_one(study: Study, v: Variant, cfg, profile: str | None, extra: tuple[str, ...], progress: bool,
+            reuse: bool | None = None) -> list[dict]:
+    """One job of a study: (variant, seed) trained if needed, evaluated and recorded (``run_variant``).
+
+    Idempotent: a job whose records exist records nothing, so any launcher (``harness.launch``) may run it again.
+    ``reuse``: None = the study's ``reuse_records``.
+    """
+    from harness.pipeline import run_variant
+    cfg = resolve_references(study, cfg, profile, extra, progress)
+    return run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
+                       do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
+                       reuse=study.reuse_records if reuse is None else reuse)
 
 
 def resolve_references(study: Study, cfg, profile, extra, progress: bool):
@@ -192,6 +202,17 @@ def study_records(study_name: str) -> list[dict]:
     return list(latest.values())
 
 
+def canonical_order(study: Study, records: list[dict]) -> list[dict]:
+    """``records`` in the order a sequential run writes them: seed-major, then the study's variant order (a record's
+    variant is "name" or "name[post-processing]"); records of one (seed, variant) keep their file order.
+
+    Jobs run side by side (``harness.launch``) append in the order they finish; sorting here makes the report the
+    same whatever the launcher.
+    """
+    index = {v.name: i for i, v in enumerate(study.variants)}
+    return sorted(records, key=lambda r: (r["seed"], index.get(r["variant"].split("[")[0], len(index))))
+
+
 SCHEDULE_KEYS = ("train.max_iter", "train.batch_size", "train.base_lr", "train.warmup_iters", "train.warmup_factor",
                  "train.steps", "data.image_size", "data.train_images", "data.train_short_sides")
 
@@ -228,7 +249,7 @@ def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
-    records = study_records(study.name)
+    records = canonical_order(study, study_records(study.name))
     if not records:
         raise FileNotFoundError(f"study {study.name!r} has no records ({records_path(study.name)}); run it first")
     spec = (study.build_report or default_report)(study, records)
