@@ -8,20 +8,17 @@ JOBS ?= 1
 VARIANTS ?=
 STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)")
 
-# run study $(1); with JOBS=N > 1, N processes share it (one torch thread each), then the report is written
+# run study $(1) through the local launcher (harness/launch.py): JOBS=N > 1 runs N jobs at a time in child processes
+# (cores // N torch threads each), then writes the report once
 define run_study
-	@if [ "$(JOBS)" = "1" ]; then $(PYTHON) -m harness study $(1) $(STUDY_ARGS); else \
-	  pids=""; for i in $$(seq 0 $$(($(JOBS)-1))); do \
-	    $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
-	    pids="$$pids $$!"; done; \
-	  for p in $$pids; do wait $$p || exit 1; done; \
-	  $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --report-only; fi
+	$(PYTHON) -m harness study $(1) $(STUDY_ARGS) --launcher local --jobs $(JOBS)
 endef
 
 .PHONY: install main test test-fast lint bench reports clean \
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
-	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real
+	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
+	gpu-check
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -45,6 +42,11 @@ bench:
 
 reports:
 	$(PYTHON) -m harness report
+
+# every method at the paper profile's input size on CUDA (fp32 / fp16 timing, AMP training, memory, NMS, DDP);
+# prints one table, writes results/gpu_check/; skipped (exit 0) without CUDA
+gpu-check:
+	$(PYTHON) -m harness gpu-check
 
 postprocess-study:
 	$(PYTHON) -m harness compare --methods solov2 --dataset shapes-coco --profile $(or $(PROFILE),quick) \
