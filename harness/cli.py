@@ -1,4 +1,4 @@
-"""``python -m harness``: train | evaluate | time | compare | study | report | data.
+"""``python -m harness``: train | evaluate | time | compare | study | report | data | gpu-check.
 
 Every subcommand has ``--help``; bad usage exits with code 2 (argparse), a failed run with 1.
 """
@@ -178,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    from harness import cli_data, cli_eval
+    from harness import cli_data, cli_eval, gpu_check
     cli_data.register(sub)
+    gpu_check.register(sub)
     ev = cli_eval.register(sub)
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="with --run: config override, e.g. --set method.score_thr=0.05")
