@@ -108,9 +108,10 @@ def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = Non
             for s in range(n_seeds) for v in names if not variants or v in variants]
 
 
-def run_job(job: Job) -> int:
+def run_job(job: Job, reuse: bool | None = None) -> int:
     """Run one job in this process: the variant at its seed, trained if needed, evaluated, recorded.
 
+    ``reuse``: copy identical evaluations from other studies (None: the study's ``reuse_records``).
     Returns the number of records of the job (new and already present).
     """
     import torch
@@ -123,7 +124,7 @@ def run_job(job: Job) -> int:
     study = load_study(job.study)
     for v, seed, cfg in study.configs(job.profile, job.seed + 1, job.overrides):
         if v.name == job.variant and seed == job.seed:
-            return len(run_one(study, v, cfg, job.profile, job.overrides, job.progress) or [])
+            return len(run_one(study, v, cfg, job.profile, job.overrides, job.progress, reuse=reuse) or [])
     raise KeyError(f"study {job.study!r} has no variant {job.variant!r}")
 
 
@@ -235,11 +236,13 @@ class StudyJob:
         export_torch_distributed_env()
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # every rank of the job joins the process group before the pipeline, so that is_main() holds on rank 0
-            # only, even when the run is already trained and train() (which would initialise it) is skipped
+            # only, even when the run is already trained and train() (which would initialise it) is skipped; no
+            # copying from other studies (rank 0 alone would copy and stop while the others went on to train)
             import torch
 
             from harness import distributed as dist_utils
             dist_utils.init_from_env("cuda" if torch.cuda.is_available() else "cpu")
+            return run_job(self.job, reuse=False)
         return run_job(self.job)
 
     def checkpoint(self, *args, **kwargs):
@@ -335,7 +338,9 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
         log(f"[{study}] submitted array {array} ({len(subs)} jobs) and report job {rjob.job_id}; logs: {folder}")
         return Outcome(done=[s.job_id for s in subs] + [rjob.job_id])
     ex = submitit.LocalExecutor(folder=str(folder / "%j"))
-    ex.update_parameters(timeout_min=timeout_min)
+    tasks = opts.tasks_per_node if opts else 1  # --gpus-per-job N: N processes train each run together (DDP)
+    ex.update_parameters(timeout_min=timeout_min, tasks_per_node=tasks, **({"gpus_per_node": tasks} if tasks > 1
+                                                                            else {}))
     out = Outcome()
     pending, running = list(jobs), {}
     try:
@@ -349,7 +354,7 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
             for jid in [k for k, (_, sj) in running.items() if sj.done()]:
                 job, sj = running.pop(jid)
                 try:
-                    sj.result()
+                    sj.results()  # every task's (one per process of a multi-process job)
                     out.done.append(job.name)
                     log(f"[{study}] done {job.name}")
                 except Exception as e:  # noqa: BLE001 -- any failure of a job is reported, the others go on
@@ -421,7 +426,7 @@ def launch_study(args, log=print) -> int:
     if args.launcher == "local":
         out = run_local_pool(jobs, n, log=log)
     elif args.launcher == "submitit-local":
-        out = run_submitit(jobs, cluster="local", study=study.name, n=n, log=log)
+        out = run_submitit(jobs, cluster="local", study=study.name, n=n, opts=opts, log=log)
     else:
         run_submitit(jobs, cluster="slurm", study=study.name, opts=opts, log=log)
         return 0

@@ -134,3 +134,17 @@ def test_submitit_checkpoint_hook_requeues_the_same_job():
     delayed = StudyJob(job).checkpoint()
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function.job == job
+
+
+@pytest.mark.slow
+def test_submitit_job_with_two_tasks_trains_one_run_with_torch_distributed(tmp_path):
+    """The multi-GPU / multi-node path of the SLURM launcher, run by submitit's local executor on the CPU: two
+    tasks of one job get RANK / WORLD_SIZE / MASTER_ADDR from submitit's JobEnvironment and train one run together
+    (gloo); rank 0 alone records."""
+    pytest.importorskip("submitit")
+    cwd = tmp_path / "ddp"
+    res = _study(cwd, "--variants", "w/ aux", "--launcher", "submitit-local", "--gpus-per-job", "2", seeds=1)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = _records(cwd)
+    final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
+    assert final["world_size"] == 2 and rec["variant"] == "w/ aux"
