@@ -304,7 +304,7 @@ def describe_slurm(jobs: list[Job], opts: SlurmOptions, study: str) -> list[str]
           f"time limit {opts.timeout_min} min",
         "  preempted or timed out: requeued by submitit's checkpoint hook, resumes from the run's last checkpoint "
         "(recorded evaluations are skipped)",
-        f"  logs: {folder}/%A_%a_*.out / .err; then one report job (afterany on the array)",
+        f"  logs: {folder}/<array id>_<index>/*_log.out / .err; then one report job (afterany on the array)",
         "  executor parameters: " + json.dumps(params, sort_keys=True),
     ]
     for i, job in enumerate(jobs):
@@ -332,7 +332,7 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
         array = subs[0].job_id.split("_")[0] if subs else None
         rep = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")
         rep.update_parameters(name=f"segbench-{study}-report", nodes=1, tasks_per_node=1, cpus_per_task=1,
-                              timeout_min=60, slurm_partition=opts.partition,
+                              timeout_min=60, **({"slurm_partition": opts.partition} if opts.partition else {}),
                               slurm_additional_parameters={"dependency": f"afterany:{array}"} if array else {})
         rjob = rep.submit(_write_report, study)
         log(f"[{study}] submitted array {array} ({len(subs)} jobs) and report job {rjob.job_id}; logs: {folder}")

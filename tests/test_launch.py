@@ -148,3 +148,49 @@ def test_submitit_job_with_two_tasks_trains_one_run_with_torch_distributed(tmp_p
     (rec,) = _records(cwd)
     final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
     assert final["world_size"] == 2 and rec["variant"] == "w/ aux"
+
+
+def test_slurm_launcher_submits_one_array_then_a_report_job_after_it(tmp_path, monkeypatch):
+    """The submission path with submitit's executor replaced by a recorder (no SLURM here)."""
+    submitit = pytest.importorskip("submitit")
+    import harness.launch as launch
+    made = []
+
+    class FakeJob:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster, **kw):
+            self.folder, self.cluster, self.kw, self.params, self.subs, self.in_batch = folder, cluster, kw, {}, [], 0
+            made.append(self)
+
+        def update_parameters(self, **kw):
+            self.params.update(kw)
+
+        def batch(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def ctx():
+                self.in_batch += 1
+                yield
+            return ctx()
+
+        def submit(self, fn, *args):
+            self.subs.append((fn, args))
+            return FakeJob(f"777_{len(self.subs) - 1}" if self.in_batch else "778")
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    jobs = study_jobs(STUDY, profile="paper", seeds=2)
+    out = launch.run_submitit(jobs, cluster="slurm", study=STUDY, opts=SlurmOptions(partition="gpu", nodes=2,
+                                                                                   gpus_per_job=4), log=lambda _: None)
+    array, report = made
+    assert array.cluster == "slurm" and array.in_batch == 1 and len(array.subs) == 4
+    assert array.params["nodes"] == 2 and array.params["tasks_per_node"] == 4 and array.params["gpus_per_node"] == 4
+    assert [fn.job for fn, _ in array.subs] == jobs and all(isinstance(fn, launch.StudyJob) for fn, _ in array.subs)
+    assert report.params["slurm_additional_parameters"] == {"dependency": "afterany:777"}
+    assert report.subs == [(launch._write_report, (STUDY,))]
+    assert out.done == ["777_0", "777_1", "777_2", "777_3", "778"]
+    assert str(tmp_path / "wd" / "submitit" / STUDY) in array.folder
