@@ -272,7 +272,7 @@ class SlurmOptions:
     nodes: int = 1
     gpus_per_job: int = 1
     cpus_per_job: int = 10
-    timeout_min: int = 4320
+    timeout_min: float = 4320
     array_parallelism: int = 64
 
     @property
@@ -283,7 +283,7 @@ class SlurmOptions:
         """Parameters for ``submitit.AutoExecutor.update_parameters`` (cluster "slurm")."""
         p = {"name": f"segbench-{study}", "nodes": self.nodes, "tasks_per_node": self.tasks_per_node,
              "gpus_per_node": self.gpus_per_job, "cpus_per_task": max(1, self.cpus_per_job // self.tasks_per_node),
-             "timeout_min": self.timeout_min, "slurm_array_parallelism": self.array_parallelism,
+             "timeout_min": max(1, int(self.timeout_min)), "slurm_array_parallelism": self.array_parallelism,
              "slurm_signal_delay_s": 120}
         if self.partition:
             p["slurm_partition"] = self.partition
@@ -301,7 +301,7 @@ def describe_slurm(jobs: list[Job], opts: SlurmOptions, study: str) -> list[str]
         f"({world} process(es)" + (", one run trained with torch.distributed (nccl), env:// from submitit's "
                                     "JobEnvironment)" if world > 1 else ")")
         + f", {params['cpus_per_task']} CPU(s) per task, partition {opts.partition or '(cluster default)'}, "
-          f"time limit {opts.timeout_min} min",
+          f"time limit {params['timeout_min']} min",
         "  preempted or timed out: requeued by submitit's checkpoint hook, resumes from the run's last checkpoint "
         "(recorded evaluations are skipped)",
         f"  logs: {folder}/<array id>_<index>/*_log.out / .err; then one report job (afterany on the array)",
@@ -337,10 +337,13 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
         rjob = rep.submit(_write_report, study)
         log(f"[{study}] submitted array {array} ({len(subs)} jobs) and report job {rjob.job_id}; logs: {folder}")
         return Outcome(done=[s.job_id for s in subs] + [rjob.job_id])
-    ex = submitit.LocalExecutor(folder=str(folder / "%j"))
+    # a job past its time limit gets USR2, checkpoints (StudyJob.checkpoint) and is restarted in place by submitit's
+    # local controller, resuming from the run's last checkpoint, up to max_num_timeout times
+    ex = submitit.LocalExecutor(folder=str(folder / "%j"), max_num_timeout=20)
     tasks = opts.tasks_per_node if opts else 1  # --gpus-per-job N: N processes train each run together (DDP)
-    ex.update_parameters(timeout_min=timeout_min, tasks_per_node=tasks, **({"gpus_per_node": tasks} if tasks > 1
-                                                                            else {}))
+    # the preemption / time-out signal (USR2) comes signal_delay_s before the time limit, as on SLURM
+    ex.update_parameters(timeout_min=timeout_min, signal_delay_s=int(max(1, min(120, timeout_min * 30))),
+                         tasks_per_node=tasks, **({"gpus_per_node": tasks} if tasks > 1 else {}))
     out = Outcome()
     pending, running = list(jobs), {}
     try:
@@ -389,7 +392,8 @@ def add_launcher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (one run trained across them)")
     g.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per node of each job, one task each")
     g.add_argument("--cpus-per-job", type=int, default=10, help="slurm: CPUs per node of each job")
-    g.add_argument("--timeout-min", type=int, default=4320, help="slurm: time limit per job (requeued past it)")
+    g.add_argument("--timeout-min", type=float, default=4320,
+                   help="slurm, submitit-local: time limit per job in minutes (requeued past it, resuming)")
     g.add_argument("--array-parallelism", type=int, default=64, help="slurm: array tasks running at once")
     g.add_argument("--dry-run", action="store_true", help="print the jobs (and the SLURM array) without running")
 
@@ -426,7 +430,8 @@ def launch_study(args, log=print) -> int:
     if args.launcher == "local":
         out = run_local_pool(jobs, n, log=log)
     elif args.launcher == "submitit-local":
-        out = run_submitit(jobs, cluster="local", study=study.name, n=n, opts=opts, log=log)
+        out = run_submitit(jobs, cluster="local", study=study.name, n=n, opts=opts, log=log,
+                           timeout_min=args.timeout_min)
     else:
         run_submitit(jobs, cluster="slurm", study=study.name, opts=opts, log=log)
         return 0

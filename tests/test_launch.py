@@ -194,3 +194,18 @@ def test_slurm_launcher_submits_one_array_then_a_report_job_after_it(tmp_path, m
     assert report.subs == [(launch._write_report, (STUDY,))]
     assert out.done == ["777_0", "777_1", "777_2", "777_3", "778"]
     assert str(tmp_path / "wd" / "submitit" / STUDY) in array.folder
+
+
+@pytest.mark.slow
+def test_submitit_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """submitit's time-out path: USR2 before the limit -> StudyJob.checkpoint -> the same job again, which resumes
+    the run from its last checkpoint; one record in the end."""
+    pytest.importorskip("submitit")
+    cwd = tmp_path / "requeue"
+    res = _study(cwd, "--variants", "w/ aux", "--launcher", "submitit-local", "--timeout-min", "0.3",
+                 "--set", "train.max_iter=150", "--set", "train.checkpoint_period=10", seeds=1)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = _records(cwd)
+    final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
+    logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
+    assert "Requeued job" in logs and final["iterations"] == 150 and final["resumed_from"] > 0
