@@ -427,14 +427,18 @@ def launch_study(args, log=print) -> int:
             print(line)
         return 0
     t0 = time.perf_counter()
-    if args.launcher == "local":
-        out = run_local_pool(jobs, n, log=log)
-    elif args.launcher == "submitit-local":
-        out = run_submitit(jobs, cluster="local", study=study.name, n=n, opts=opts, log=log,
-                           timeout_min=args.timeout_min)
-    else:
-        run_submitit(jobs, cluster="slurm", study=study.name, opts=opts, log=log)
-        return 0
+    try:
+        if args.launcher == "local":
+            out = run_local_pool(jobs, n, log=log)
+        elif args.launcher == "submitit-local":
+            out = run_submitit(jobs, cluster="local", study=study.name, n=n, opts=opts, log=log,
+                               timeout_min=args.timeout_min)
+        else:
+            run_submitit(jobs, cluster="slurm", study=study.name, opts=opts, log=log)
+            return 0
+    except KeyboardInterrupt:
+        log(f"[{study.name}] interrupted: every job stopped; the same command resumes the study")
+        return 130
     log(f"[{study.name}] {len(out.done)} job(s) done, {len(out.failed)} failed, "
         f"{time.perf_counter() - t0:.0f} s")
     try:

@@ -209,3 +209,30 @@ def test_submitit_job_past_its_time_limit_is_requeued_and_resumes_from_its_check
     final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
     logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
     assert "Requeued job" in logs and final["iterations"] == 150 and final["resumed_from"] > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_child_of_the_local_pool(tmp_path):
+    import re
+    import signal
+    import time
+    cwd = tmp_path / "ctrl_c"
+    cwd.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEGBENCH_WORK_DIR=str(cwd / "wd"), OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, "-m", "harness", "study", STUDY, "--profile", "smoke", "--seeds", "2",
+                               "--no-progress", "--launcher", "local", "--jobs", "2", "--set", "train.max_iter=100000"],
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids, lines = [], []
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:
+        line = parent.stdout.readline()
+        lines.append(line)
+        pids += [int(m) for m in re.findall(r"started .* \(pid (\d+),", line)]
+    assert len(pids) == 2, "".join(lines)
+    time.sleep(3)  # the children are training
+    parent.send_signal(signal.SIGINT)
+    out = parent.communicate(timeout=60)[0]
+    assert parent.returncode == 130 and "interrupted: every job stopped" in out
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
