@@ -92,6 +92,9 @@ def cmd_compare(args) -> int:
         print(f"error: unknown method(s) {unknown}; registered: {', '.join(methods.available())}", file=sys.stderr)
         return 2
     pps = [p.strip() for p in args.postprocess.split(",")] if args.postprocess else None
+    if args.launcher != "local" or args.jobs > 1 or args.dry_run:
+        from harness.launch import launch_compare
+        return launch_compare(args, names, pps)
     md = run_compare(names, study=args.study, profile=args.profile, dataset=args.dataset,
                      val_dataset=args.val_dataset, seeds=args.seeds, overrides=args.overrides, postprocess=pps,
                      do_time=not args.no_time, progress=not args.no_progress, protocol=args.protocol)
@@ -156,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default="compare", help="results/<study>/runs.jsonl and reports/<study>.md")
     p.add_argument("--protocol", default="coco", choices=["coco", "ochuman"], help="evaluation protocol")
     p.add_argument("--no-time", action="store_true", help="skip the timing protocol")
+    from harness.launch import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("study", help="run a study of experiments/ (train missing runs, report)")

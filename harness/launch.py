@@ -69,6 +69,7 @@ class Job:
     overrides: tuple[str, ...] = ()
     threads: int = 0
     progress: bool = False
+    compare: str = ""  # a ``compare`` invocation's spec (JSON) when the job is one of its methods x seeds
 
     @property
     def name(self) -> str:
@@ -121,7 +122,11 @@ def run_job(job: Job, reuse: bool | None = None) -> int:
         torch.set_num_threads(job.threads)
     if os.environ.get(TEST_KILL_ENV) == job.name:
         _kill_after_first_checkpoint()
-    study = load_study(job.study)
+    if job.compare:  # a comparison: its own study built from the spec; never copies (as run_compare)
+        from harness.studies import _compare_study
+        study, reuse = _compare_study(job.study, json.loads(job.compare)), False
+    else:
+        study = load_study(job.study)
     for v, seed, cfg in study.configs(job.profile, job.seed + 1, job.overrides):
         if v.name == job.variant and seed == job.seed:
             return len(run_one(study, v, cfg, job.profile, job.overrides, job.progress, reuse=reuse) or [])
@@ -375,8 +380,9 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
 
 
 def _write_report(study: str) -> str:
-    from harness.studies import load_study, write_study_report
-    return str(write_study_report(load_study(study))[0])
+    """The report job of a SLURM launch: a study's report, or a saved comparison's."""
+    from harness.studies import regenerate_reports
+    return " ".join(str(p) for p in regenerate_reports([study]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,6 +455,65 @@ def launch_study(args, log=print) -> int:
     for name, path, why in out.failed:
         log(f"[{study.name}] failed: {name} ({why}); log: {path}; run the same command again to resume")
     return 1 if out.failed else 0
+
+
+def launch_compare(args, names: list[str], postprocess: list[str] | None, log=print) -> int:
+    """``python -m harness compare ... --launcher local --jobs N`` (or submitit-local / slurm): the comparison's
+    methods x seeds as jobs; the report is written once they are done (slurm: by ``harness report`` later)."""
+    from harness.studies import run_compare
+    n = args.jobs
+    threads = args.threads_per_job or (default_threads(n) if args.launcher != "slurm" and n > 1 else 0)
+    opts = SlurmOptions(partition=args.partition, nodes=args.nodes, gpus_per_job=args.gpus_per_job,
+                        cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
+                        array_parallelism=args.array_parallelism)
+    state: dict = {}
+
+    def runner(study, spec) -> None:
+        text = json.dumps(spec, sort_keys=True)
+        jobs = [Job(study.name, v.name, seed, None, (), threads, False, text)
+                for seed in range(study.seeds) for v in study.variants]
+        if args.dry_run:
+            lines = (describe_slurm(jobs, opts, study.name) if args.launcher == "slurm" else
+                     [f"{args.launcher}: {len(jobs)} job(s), {n} at a time"] + [f"  [{i}] {j.name}"
+                                                                              for i, j in enumerate(jobs)])
+            print("\n".join(lines))
+            raise _DryRun
+        if args.launcher == "local":
+            state["out"] = run_local_pool(jobs, n, log=log)
+        elif args.launcher == "submitit-local":
+            state["out"] = run_submitit(jobs, cluster="local", study=study.name, n=n,
+                                        opts=opts, log=log, timeout_min=args.timeout_min)
+        else:
+            from harness.studies import write_compare_spec
+            write_compare_spec(study.name, dict(spec))  # the report job regenerates the report from it
+            run_submitit(jobs, cluster="slurm", study=study.name, opts=opts, log=log)
+            raise _Submitted
+    try:
+        md = run_compare(names, study=args.study, profile=args.profile, dataset=args.dataset,
+                         val_dataset=args.val_dataset, seeds=args.seeds, overrides=args.overrides,
+                         postprocess=postprocess, do_time=not args.no_time, progress=False, protocol=args.protocol,
+                         runner=runner)
+    except (_DryRun, _Submitted):
+        return 0
+    except KeyboardInterrupt:
+        log(f"[{args.study}] interrupted: every job stopped; the same command resumes the comparison")
+        return 130
+    except FileNotFoundError as e:  # no record at all: every job failed
+        log(f"[{args.study}] no report: {e}")
+    out = state.get("out") or Outcome()
+    for name, path, why in out.failed:
+        log(f"[{args.study}] failed: {name} ({why}); log: {path}; run the same command again to resume")
+    if not out.failed and md:
+        print(md)
+    return 1 if out.failed else 0
+
+
+class _DryRun(Exception):
+    pass
+
+
+class _Submitted(Exception):
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:

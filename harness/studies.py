@@ -408,28 +408,38 @@ def _compare_study(study: str, spec: dict) -> Study:
 def run_compare(names: list[str], *, study: str = "compare", profile: str = "quick", dataset: str | None = None,
                 val_dataset: str | None = None, seeds: int = 1, overrides: list[str] | None = None,
                 postprocess: list[str] | None = None, do_time: bool = True, progress: bool = True,
-                protocol: str = "coco") -> str:
+                protocol: str = "coco", runner: Callable | None = None) -> str:
     """``python -m harness compare``: run each method x seed, then write reports/<study>.md + .png.
 
     The invocation is saved as ``results/<study>/compare.json`` so that ``python -m harness report`` can
-    regenerate the report from the records alone.
+    regenerate the report from the records alone.  ``runner(study, spec)``: runs the jobs instead of this
+    process (``harness.launch``).
     """
-    import json
-
-    from harness.pipeline import build_split, run_variant
-    from harness.records import records_path
-    from harness.runs import atomic_write_text
+    from harness.pipeline import run_variant
     spec = {"methods": list(names), "dataset": dataset or make_config(names[0], profile).data.dataset,
             "val_dataset": val_dataset, "profile": profile, "seeds": seeds, "overrides": list(overrides or ()),
             "postprocess": list(postprocess) if postprocess else None, "do_time": do_time, "protocol": protocol}
     st = _compare_study(study, spec)
-    for v, _seed, cfg in st.configs():
+    if runner is not None:
+        runner(st, spec)
+    for v, _seed, cfg in st.configs() if runner is None else ():
         run_variant(st.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
                     do_time=v.time, progress=progress, protocol=v.protocol)
-    spec["val_name"] = build_split(next(iter(st.configs(seeds=1)))[2], "val").name
-    atomic_write_text(records_path(study).parent / "compare.json", json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    write_compare_spec(study, spec)
     md, _ = write_compare_report(study, spec)
     return Path(md).read_text()
+
+
+def write_compare_spec(study: str, spec: dict) -> None:
+    """Save a comparison's invocation (with its val dataset's name) as ``results/<study>/compare.json``."""
+    import json
+
+    from harness.pipeline import build_split
+    from harness.records import records_path
+    from harness.runs import atomic_write_text
+    st = _compare_study(study, spec)
+    spec["val_name"] = build_split(next(iter(st.configs(seeds=1)))[2], "val").name
+    atomic_write_text(records_path(study).parent / "compare.json", json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
@@ -438,8 +448,8 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     from harness.report import write_report
     st = _compare_study(study, spec)
     keep = {v.name for v in st.variants}
-    records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
-               and r.get("data", {}).get("dataset") == spec["val_name"]]
+    records = canonical_order(st, [r for r in study_records(study) if r["variant"].split("[")[0] in keep
+                                   and r.get("data", {}).get("dataset") == spec["val_name"]])
     rspec = default_report(st, records)
     notes = rspec.notes + training_notes(records)
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "

@@ -236,3 +236,20 @@ def test_ctrl_c_stops_every_child_of_the_local_pool(tmp_path):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_compare_through_the_pool_matches_a_sequential_compare(tmp_path):
+    args = ("compare", "--methods", "solov2,uniinst", "--dataset", "shapes-coco", "--profile", "smoke",
+            "--study", "cmp", "--no-time", "--no-progress")
+    for name, extra in (("sequential", ()), ("local", ("--launcher", "local", "--jobs", "2"))):
+        (tmp_path / name).mkdir()
+        res = _harness(tmp_path / name, *args, *extra)
+        assert res.returncode == 0, res.stdout + res.stderr
+    recs = {n: [json.loads(x) for x in (tmp_path / n / "results" / "cmp" / "runs.jsonl").read_text().splitlines()]
+            for n in ("sequential", "local")}
+    assert len(recs["local"]) == 2 and _by_eval(recs["local"]) == _by_eval(recs["sequential"])
+    assert (tmp_path / "local" / "results" / "cmp" / "compare.json").read_text() == \
+        (tmp_path / "sequential" / "results" / "cmp" / "compare.json").read_text()
+    assert (tmp_path / "local" / "reports" / "cmp.md").read_bytes() == \
+        (tmp_path / "sequential" / "reports" / "cmp.md").read_bytes()
