@@ -1,4 +1,4 @@
-"""Launchers: where the jobs of a study run (this process, a local process pool, submitit locally or on SLURM).
+"""Launchers: where the jobs of a study (or a ``compare``) run: this process, a local pool, submitit (local, SLURM).
 
 A study is a list of independent jobs, one per (variant, seed) (``study_jobs``); a job trains its run if needed,
 evaluates it and appends its records (``run_job`` -> ``harness.studies.run_one`` -> ``harness.pipeline``).  Jobs
@@ -155,6 +155,10 @@ class Outcome:
     failed: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def default_threads(n_jobs: int) -> int:
     """Torch threads per job when ``n_jobs`` share this machine: ``cores // n_jobs``, at least 1."""
     return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
@@ -165,7 +169,7 @@ def _log_root(kind: str, study: str) -> Path:
     return work_root() / kind / study
 
 
-def run_local_pool(jobs: list[Job], n: int, *, log=print) -> Outcome:
+def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
     """Run ``jobs`` in at most ``n`` child processes at a time (module docstring).
 
     Raises:
@@ -320,7 +324,7 @@ def describe_slurm(jobs: list[Job], opts: SlurmOptions, study: str) -> list[str]
 
 
 def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts: SlurmOptions | None = None,
-                 log=print, timeout_min: float = 24 * 60) -> Outcome:
+                 log=_say, timeout_min: float = 24 * 60) -> Outcome:
     """Run ``jobs`` through submitit: ``cluster="local"`` (``LocalExecutor``, at most ``n`` at a time, waits) or
     ``"slurm"`` (one array + a report job; returns once submitted, with ``Outcome.done`` = the job ids)."""
     import submitit
@@ -404,7 +408,17 @@ def add_launcher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the jobs (and the SLURM array) without running")
 
 
-def launch_study(args, log=print) -> int:
+def job_threads(args) -> int:
+    """Torch threads per job: ``--threads-per-job``, else the CPUs of a task (slurm), else cores // jobs (a pool),
+    else 0 (torch's default, one job at a time)."""
+    if args.threads_per_job:
+        return args.threads_per_job
+    if args.launcher == "slurm":
+        return max(1, args.cpus_per_job // max(1, args.gpus_per_job))
+    return default_threads(args.jobs) if args.jobs > 1 else 0
+
+
+def launch_study(args, log=_say) -> int:
     """``python -m harness study NAME --launcher ...`` (everything but the in-process ``--jobs 1`` path).
 
     Returns the exit code: 0 when every job succeeded (the report is written), 1 when some failed (the report of
@@ -416,7 +430,7 @@ def launch_study(args, log=print) -> int:
         return 2
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     n = args.jobs
-    threads = args.threads_per_job or (default_threads(n) if args.launcher != "slurm" and n > 1 else 0)
+    threads = job_threads(args)
     jobs = study_jobs(args.name, profile=args.profile, seeds=args.seeds, overrides=args.overrides,
                       variants=variants, threads=threads, progress=False)
     study = load_study(args.name)
@@ -457,12 +471,12 @@ def launch_study(args, log=print) -> int:
     return 1 if out.failed else 0
 
 
-def launch_compare(args, names: list[str], postprocess: list[str] | None, log=print) -> int:
+def launch_compare(args, names: list[str], postprocess: list[str] | None, log=_say) -> int:
     """``python -m harness compare ... --launcher local --jobs N`` (or submitit-local / slurm): the comparison's
     methods x seeds as jobs; the report is written once they are done (slurm: by ``harness report`` later)."""
     from harness.studies import run_compare
     n = args.jobs
-    threads = args.threads_per_job or (default_threads(n) if args.launcher != "slurm" and n > 1 else 0)
+    threads = job_threads(args)
     opts = SlurmOptions(partition=args.partition, nodes=args.nodes, gpus_per_job=args.gpus_per_job,
                         cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
                         array_parallelism=args.array_parallelism)
