@@ -48,6 +48,7 @@ SKIP_MESSAGE = ("gpu-check: skipped, no CUDA device (torch.cuda.is_available() i
                 "written (run it on a CUDA machine, or `--device cpu --dry` for a CPU self-test)")
 STUDY = "gpu_check"
 NUM_CLASSES = 80  # COCO, as the paper profile
+DDP_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,14 @@ def check_ddp(cc: CheckConfig, device: torch.device) -> list[dict]:
     with tempfile.TemporaryDirectory() as d:
         out = str(Path(d) / "ddp.json")
         try:
-            torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), backend, cc, out), nprocs=2, join=True)
+            ctx = torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), backend, cc, out), nprocs=2,
+                                              join=False)
+            deadline = time.monotonic() + DDP_TIMEOUT_S
+            while not ctx.join(timeout=5):  # a hung collective must not hold the whole check
+                if time.monotonic() > deadline:
+                    for proc in ctx.processes:
+                        proc.kill()
+                    raise TimeoutError(f"the 2-process DDP step did not finish within {DDP_TIMEOUT_S:.0f} s")
             res = json.loads(Path(out).read_text())
             ok = res.pop("ok")
             return [{"method": name, "check": "DDP step (AMP)" if backend == "nccl" else "DDP step", "ok": ok,
