@@ -8,14 +8,10 @@ JOBS ?= 1
 VARIANTS ?=
 STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)")
 
-# run study $(1); with JOBS=N > 1, N processes share it (one torch thread each), then the report is written
+# run study $(1) through the local launcher (harness/launch.py): JOBS=N > 1 runs N jobs at a time in child processes
+# (cores // N torch threads each), then writes the report once
 define run_study
-	@if [ "$(JOBS)" = "1" ]; then $(PYTHON) -m harness study $(1) $(STUDY_ARGS); else \
-	  pids=""; for i in $$(seq 0 $$(($(JOBS)-1))); do \
-	    SEGBENCH_PROCS=$(JOBS) $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --shard $$i/$(JOBS) --set train.threads=1 --no-progress & \
-	    pids="$$pids $$!"; done; \
-	  for p in $$pids; do wait $$p || exit 1; done; \
-	  $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --report-only; fi
+	SEGBENCH_PROCS=$(JOBS) $(PYTHON) -m harness study $(1) $(STUDY_ARGS) --launcher local --jobs $(JOBS)
 endef
 
 .DEFAULT_GOAL := help
@@ -23,7 +19,7 @@ endef
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
-	ablation-table1-readings casnet-table1-readings validity
+	ablation-table1-readings casnet-table1-readings validity gpu-check
 
 # `make` alone prints this list (one line per target); tests/test_cli_help.py checks that it names every target
 help:
@@ -55,6 +51,10 @@ help:
 	@echo "make casnet-table4      CASNet Table IV (per-class PQ with GT semantics)"
 	@echo "make casnet-seed-thr    CASNet's seed threshold (not a paper table)"
 	@echo "make seed-variance      SOLOv2's seed-to-seed AP spread (not a paper table)"
+	@echo "make ablation-table1-readings  Table 1's claims under every open reading (harness/readings.py)"
+	@echo "make casnet-table1-readings    CASNet Table I's claim under every open reading"
+	@echo "make validity           positives per GT and representation ceilings -> reports/validity.md"
+	@echo "make gpu-check          fp32/fp16 timing, AMP training, Matrix NMS on CUDA (skips without one)"
 	@echo "make clean              remove work_dirs, caches"
 	@echo "options: PROFILE=smoke|quick|paper SEEDS=N VARIANTS=a,b JOBS=N; python -m harness list shows studies"
 
@@ -85,6 +85,11 @@ bench:
 
 reports:
 	$(PYTHON) -m harness report
+
+# every method at the paper profile's input size on CUDA (fp32 / fp16 timing, AMP training, memory, NMS, DDP);
+# prints one table, writes results/gpu_check/; skipped (exit 0) without CUDA
+gpu-check:
+	$(PYTHON) -m harness gpu-check
 
 postprocess-study:
 	$(PYTHON) -m harness compare --methods solov2 --dataset shapes-coco --profile $(or $(PROFILE),quick) \

@@ -1,4 +1,4 @@
-"""``python -m harness``: train | evaluate | time | compare | study | report | data.
+"""``python -m harness``: train | evaluate | time | compare | study | report | data | gpu-check.
 
 Every subcommand has ``--help``; bad usage exits with code 2 (argparse), a failed run with 1.
 """
@@ -94,6 +94,9 @@ def cmd_compare(args) -> int:
     names = cli_extra.check_methods(args.methods)
     pps = cli_extra.check_postprocess(args.postprocess)
     cli_extra.check_count(args.seeds, "--seeds")
+    if args.launcher != "local" or args.jobs > 1 or args.dry_run:
+        from harness.launch import launch_compare
+        return launch_compare(args, names, pps)
     md = run_compare(names, study=args.study, profile=args.profile, dataset=args.dataset,
                      val_dataset=args.val_dataset, seeds=args.seeds, overrides=args.overrides, postprocess=pps,
                      do_time=not args.no_time, progress=not args.no_progress, protocol=args.protocol)
@@ -105,6 +108,13 @@ def cmd_compare(args) -> int:
 
 def cmd_study(args) -> int:
     from harness.studies import run_study
+    if args.readings and (args.launcher != "local" or args.jobs > 1 or args.dry_run):
+        print("error: --readings runs in this process (use --shard I/N to share it between processes)",
+              file=sys.stderr)
+        return 2
+    if args.launcher != "local" or args.jobs > 1 or args.dry_run:
+        from harness.launch import launch_study
+        return launch_study(args)
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         if not 0 <= i < n:
@@ -169,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default="compare", help="results/<study>/runs.jsonl and reports/<study>.md")
     p.add_argument("--protocol", default="coco", choices=["coco", "ochuman"], help="evaluation protocol")
     p.add_argument("--no-time", action="store_true", help="skip the timing protocol")
+    from harness.launch import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("study", help="run a study of experiments/ (train missing runs, report)",
@@ -187,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
+    from harness.launch import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("list", help="methods and presets, studies (variants, seeds), dataset specs, profiles")
@@ -196,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    from harness import cli_data, cli_eval, cli_validity
+    from harness import cli_data, cli_eval, cli_validity, gpu_check
     cli_data.register(sub)
     cli_validity.register(sub)
+    gpu_check.register(sub)
     ev = cli_eval.register(sub)
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="with --run: config override, e.g. --set method.score_thr=0.05")

@@ -185,7 +185,6 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     each with ``--set train.threads=1``) share a study; records are appended under a file lock.
     Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
     """
-    from harness.pipeline import run_variant
     study = at_profile(load_study(name), profile)
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
@@ -199,14 +198,25 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
         eta = StudyProgress(study.name, len(mine), shard)
         for v, seed, cfg in mine:
             eta.start(v.name, seed)
-            cfg = resolve_references(study, cfg, profile, tuple(overrides or ()), progress)
-            run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
-                        do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
-                        reuse=study.reuse_records)
+            run_one(study, v, cfg, profile, tuple(overrides or ()), progress)
             eta.done()
     if shard[0] != 0:
         return None
     return write_study_report(study)
+
+
+def run_one(study: Study, v: Variant, cfg, profile: str | None, extra: tuple[str, ...], progress: bool,
+            reuse: bool | None = None) -> list[dict]:
+    """One job of a study: (variant, seed) trained if needed, evaluated and recorded (``run_variant``).
+
+    Idempotent: a job whose records exist records nothing, so any launcher (``harness.launch``) may run it again.
+    ``reuse``: None = the study's ``reuse_records``.
+    """
+    from harness.pipeline import run_variant
+    cfg = resolve_references(study, cfg, profile, extra, progress)
+    return run_variant(study.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
+                       do_time=v.time, progress=progress, protocol=v.protocol, panoptic=v.panoptic,
+                       reuse=study.reuse_records if reuse is None else reuse)
 
 
 def resolve_references(study: Study, cfg, profile, extra, progress: bool):
@@ -263,6 +273,17 @@ def study_records(study_name: str) -> list[dict]:
         latest.pop(key, None)
         latest[key] = r
     return list(latest.values())
+
+
+def canonical_order(study: Study, records: list[dict]) -> list[dict]:
+    """``records`` in the order a sequential run writes them: seed-major, then the study's variant order (a record's
+    variant is "name" or "name[post-processing]"); records of one (seed, variant) keep their file order.
+
+    Jobs run side by side (``harness.launch``) append in the order they finish; sorting here makes the report the
+    same whatever the launcher.
+    """
+    index = {v.name: i for i, v in enumerate(study.variants)}
+    return sorted(records, key=lambda r: (r["seed"], index.get(r["variant"].split("[")[0], len(index))))
 
 
 SCHEDULE_KEYS = ("train.max_iter", "train.batch_size", "train.base_lr", "train.warmup_iters", "train.warmup_factor",
@@ -336,7 +357,7 @@ def mixed_config_note(records: list[dict]) -> list[str]:
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
-    records = study_records(study.name)
+    records = canonical_order(study, study_records(study.name))
     if not records:
         raise FileNotFoundError(f"study {study.name!r} has no records ({records_path(study.name)}); run it first")
     spec = (study.build_report or default_report)(study, records)
@@ -658,28 +679,38 @@ def _compare_study(study: str, spec: dict) -> Study:
 def run_compare(names: list[str], *, study: str = "compare", profile: str = "quick", dataset: str | None = None,
                 val_dataset: str | None = None, seeds: int = 1, overrides: list[str] | None = None,
                 postprocess: list[str] | None = None, do_time: bool = True, progress: bool = True,
-                protocol: str = "coco") -> str:
+                protocol: str = "coco", runner: Callable | None = None) -> str:
     """``python -m harness compare``: run each method x seed, then write reports/<study>.md + .png.
 
     The invocation is saved as ``results/<study>/compare.json`` so that ``python -m harness report`` can
-    regenerate the report from the records alone.
+    regenerate the report from the records alone.  ``runner(study, spec)``: runs the jobs instead of this
+    process (``harness.launch``).
     """
-    import json
-
-    from harness.pipeline import build_split, run_variant
-    from harness.records import records_path
-    from harness.runs import atomic_write_text
+    from harness.pipeline import run_variant
     spec = {"methods": list(names), "dataset": dataset or make_config(names[0], profile).data.dataset,
             "val_dataset": val_dataset, "profile": profile, "seeds": seeds, "overrides": list(overrides or ()),
             "postprocess": list(postprocess) if postprocess else None, "do_time": do_time, "protocol": protocol}
     st = _compare_study(study, spec)
-    for v, _seed, cfg in st.configs():
+    if runner is not None:
+        runner(st, spec)
+    for v, _seed, cfg in st.configs() if runner is None else ():
         run_variant(st.name, v.name, cfg, postprocess=list(v.postprocess) if v.postprocess else None,
                     do_time=v.time, progress=progress, protocol=v.protocol)
-    spec["val_name"] = build_split(next(iter(st.configs(seeds=1)))[2], "val").name
-    atomic_write_text(records_path(study).parent / "compare.json", json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    write_compare_spec(study, spec)
     md, _ = write_compare_report(study, spec)
     return Path(md).read_text()
+
+
+def write_compare_spec(study: str, spec: dict) -> None:
+    """Save a comparison's invocation (with its val dataset's name) as ``results/<study>/compare.json``."""
+    import json
+
+    from harness.pipeline import build_split
+    from harness.records import records_path
+    from harness.runs import atomic_write_text
+    st = _compare_study(study, spec)
+    spec["val_name"] = build_split(next(iter(st.configs(seeds=1)))[2], "val").name
+    atomic_write_text(records_path(study).parent / "compare.json", json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
@@ -688,8 +719,8 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     from harness.report import write_report
     st = _compare_study(study, spec)
     keep = {v.name for v in st.variants}
-    records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
-               and r.get("data", {}).get("dataset") == spec["val_name"]]
+    records = canonical_order(st, [r for r in study_records(study) if r["variant"].split("[")[0] in keep
+                                   and r.get("data", {}).get("dataset") == spec["val_name"]])
     rspec = default_report(st, records)
     notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE]
     rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]

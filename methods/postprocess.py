@@ -80,20 +80,52 @@ def matrix_nms(masks: Tensor, labels: Tensor, scores: Tensor, *,
     n = scores.shape[0]
     if n == 0:
         return scores.clone()
-    flat = masks.flatten(1).float()  # (N, H*W)
-    area = flat.sum(1) if mask_area is None else mask_area.float()
-    inter = flat @ flat.T  # (N, N)
+    area = None if mask_area is None else mask_area.float()
+    if masks.device.type != "cpu":
+        decay = _matrix_decay(masks.flatten(1).float(), area, labels, kernel, sigma)
+        return scores * decay
+    # CPU: only same-class pairs decay each other, so the IoU product is taken per class (sum of n_c^2 instead of
+    # N^2 multiply-adds; the product is most of the cost).  The masks are grouped by class once (one gather, one
+    # conversion) and each class is a contiguous slice, so the work splits into few large operations (on a busy
+    # machine every parallel region waits for its slowest thread).  A detection alone in its class keeps decay 1,
+    # as in the dense form, where its column's smallest ratio is exp(0) = 1 from the top-scoring mask (comp = 0).
+    flat = masks.flatten(1)  # (N, H*W)
+    sorted_labels, perm = labels.sort(stable=True)  # stable: each class keeps the descending-score order
+    counts = torch.unique_consecutive(sorted_labels, return_counts=True)[1].tolist()
+    if len(counts) == 1:
+        return scores * _matrix_decay(flat.float(), area, None, kernel, sigma)
+    grouped = flat[perm].float()  # (N, H*W), class by class
+    grouped_area = grouped.sum(1) if area is None else area[perm]
+    parts, start = [], 0
+    for c in counts:
+        if c == 1:
+            parts.append(torch.ones(1, dtype=torch.float32))
+        else:
+            parts.append(_matrix_decay(grouped[start:start + c], grouped_area[start:start + c], None, kernel, sigma))
+        start += c
+    decay = torch.empty(n, dtype=torch.float32)
+    decay[perm] = torch.cat(parts)
+    return scores * decay
+
+
+def _matrix_decay(flat: Tensor, area: Tensor | None, labels: Tensor | None, kernel: str, sigma: float) -> Tensor:
+    """The decay factors of Matrix NMS (``matrix_nms``) for masks ``flat`` (Tensor[N, H*W], float, binary, by
+    descending score); ``labels`` None: all of one class.  Returns Tensor[N], float."""
+    n = flat.shape[0]
+    area = flat.sum(1) if area is None else area
+    inter = flat @ flat.T  # (N, N); exact: sums of 0/1 products below 2^24
     union = area[:, None] + area[None, :] - inter
-    same_class = labels[:, None] == labels[None, :]
-    iou = (inter / union.clamp_min(_EPS) * same_class).triu(diagonal=1)  # IoU_ij for i < j only
+    iou = inter / union.clamp_min(_EPS)
+    if labels is not None:
+        iou = iou * (labels[:, None] == labels[None, :])
+    iou = iou.triu(diagonal=1)  # IoU_ij for i < j only
     comp = iou.max(dim=0).values  # (N,) comp_i = max_k IoU_ki
     comp_rows = comp[:, None].expand(n, n)  # row i holds comp_i
     if kernel == "gaussian":
         ratio = torch.exp(-sigma * (iou**2 - comp_rows**2))
     else:
         ratio = (1.0 - iou) / (1.0 - comp_rows).clamp_min(_EPS)
-    decay = ratio.min(dim=0).values  # (N,) min over i
-    return scores * decay
+    return ratio.min(dim=0).values  # (N,) min over i
 
 
 def mask_nms(masks: Tensor, labels: Tensor, scores: Tensor, iou_thr: float = 0.5) -> Tensor:

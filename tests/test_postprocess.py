@@ -162,3 +162,40 @@ def test_cuda_matches_cpu():
         k_gpu, s_gpu = apply_postprocess(kind, masks=masks.cuda(), scores=scores.cuda(), labels=labels.cuda())
         assert k_gpu.device.type == "cuda"
         torch.testing.assert_close(s_gpu.cpu(), s_cpu)
+
+
+def _matrix_nms_before_2026_12(masks, labels, scores, kernel="gaussian", sigma=2.0, mask_area=None):
+    """The dense Matrix NMS as it was before the per-class CPU path (the reference for identical outputs)."""
+    n = scores.shape[0]
+    flat = masks.flatten(1).float()
+    area = flat.sum(1) if mask_area is None else mask_area.float()
+    inter = flat @ flat.T
+    union = area[:, None] + area[None, :] - inter
+    same_class = labels[:, None] == labels[None, :]
+    iou = (inter / union.clamp_min(1e-6) * same_class).triu(diagonal=1)
+    comp = iou.max(dim=0).values
+    comp_rows = comp[:, None].expand(n, n)
+    if kernel == "gaussian":
+        ratio = torch.exp(-sigma * (iou**2 - comp_rows**2))
+    else:
+        ratio = (1.0 - iou) / (1.0 - comp_rows).clamp_min(1e-6)
+    return scores * ratio.min(dim=0).values
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+@pytest.mark.parametrize("num_masks,num_classes", [(1, 1), (7, 1), (60, 3), (300, 20), (500, 5)])
+def test_matrix_nms_matches_the_dense_implementation_on_random_inputs(kernel, num_masks, num_classes):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.bench_nms import make_masks
+    for seed in range(3):
+        masks, _, scores = make_masks(num_masks, 48, seed=seed)
+        labels = torch.randint(0, num_classes, (num_masks,), generator=torch.Generator().manual_seed(seed))
+        sigma = 0.5 + seed
+        got = matrix_nms(masks, labels, scores, kernel=kernel, sigma=sigma)
+        want = _matrix_nms_before_2026_12(masks, labels, scores, kernel=kernel, sigma=sigma)
+        assert got.dtype == want.dtype and torch.equal(got, want), (seed, (got - want).abs().max())
+        area = masks.flatten(1).sum(1)
+        torch.testing.assert_close(matrix_nms(masks.float(), labels, scores, kernel=kernel, sigma=sigma,
+                                              mask_area=area), want, rtol=0, atol=0)

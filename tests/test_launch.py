@@ -1,0 +1,262 @@
+"""Launchers (harness/launch.py): a study run by a local process pool or by submitit's local executor gives the
+records and the report of a sequential run; a job killed mid-run is resumed by running the study again, with no
+run trained twice and no record lost or doubled; the SLURM dry run prints one array and its jobs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.launch import Job, SlurmOptions, describe_slurm, study_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = "uniinst_table6"
+
+
+def _harness(cwd: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEGBENCH_WORK_DIR=str(cwd / "wd"), OMP_NUM_THREADS="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _records(cwd: Path) -> list[dict]:
+    return [json.loads(x) for x in (cwd / "results" / STUDY / "runs.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _by_eval(recs: list[dict]) -> dict:
+    """(run_id, variant, post-processing) -> metrics; fails on a doubled record."""
+    out = {}
+    for r in recs:
+        key = (r["run_id"], r["variant"], r["config"]["method.postprocess"])
+        assert key not in out, f"doubled record {key}"
+        out[key] = r["metrics"]
+    return out
+
+
+def _without_wall_clock(report: str) -> str:
+    """A report with its wall-clock figures ("0.1 min of training", "0.0 min on cpu") blanked: they measure each
+    session (a busy machine makes them differ) and are the only part of a report that is not the records' content."""
+    import re
+    return re.sub(r"\d+\.\d min", "<t> min", report)
+
+
+def _study(cwd: Path, *extra: str, seeds: int = 2, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return _harness(cwd, "study", STUDY, "--profile", "smoke", "--seeds", str(seeds), "--no-progress", *extra,
+                    env_extra=env_extra)
+
+
+@pytest.mark.slow
+def test_pool_and_submitit_local_match_a_sequential_run(tmp_path):
+    pytest.importorskip("submitit")
+    runs = {}
+    for name, extra in (("sequential", ()), ("local", ("--launcher", "local", "--jobs", "2")),
+                        ("submitit", ("--launcher", "submitit-local", "--jobs", "2"))):
+        res = _study(tmp_path / name, *extra)
+        assert res.returncode == 0, res.stdout + res.stderr
+        runs[name] = tmp_path / name
+    seq = _by_eval(_records(runs["sequential"]))
+    assert len(seq) == 2 * 2  # two variants x two seeds, one evaluation each
+    report = _without_wall_clock((runs["sequential"] / "reports" / f"{STUDY}.md").read_text())
+    for name in ("local", "submitit"):
+        assert _by_eval(_records(runs[name])) == seq, name
+        assert _without_wall_clock((runs[name] / "reports" / f"{STUDY}.md").read_text()) == report, name
+    assert list((runs["submitit"] / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
+    assert len(list((runs["local"] / "wd" / "launch" / STUDY).glob("*.log"))) == 4
+
+
+@pytest.mark.slow
+def test_a_job_killed_mid_run_is_resumed_without_training_twice_or_doubling_records(tmp_path):
+    cwd = tmp_path / "killed"
+    victim = "w/ aux@s1"
+    res = _study(cwd, "--launcher", "local", "--jobs", "2", env_extra={"SEGBENCH_TEST_KILL_JOB": victim})
+    # the killed job is reported with its log; the others went on and were recorded; the report says incomplete
+    assert res.returncode == 1
+    assert f"FAILED {victim} (killed by signal 9); log: " in res.stdout
+    recs = _records(cwd)
+    assert len(recs) == 3 and "w/ aux" not in {r["variant"] for r in recs if r["seed"] == 1}
+    assert "Incomplete: 3 of the 6 evaluations" in (cwd / "reports" / f"{STUDY}.md").read_text()  # 3 seeds asked
+    runs = {p.name: p for p in (cwd / "wd").iterdir() if p.is_dir() and p.name.startswith("uniinst-")}
+    finished = {n: (p / "model_final.pth").stat().st_mtime_ns for n, p in runs.items()
+                if (p / "final.json").is_file()}
+    (killed,) = set(runs) - set(finished)
+    assert len(finished) == 3 and (runs[killed] / "checkpoints" / "last.pth").is_file()
+
+    res = _study(cwd, "--launcher", "local", "--jobs", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    recs = _records(cwd)
+    assert len(_by_eval(recs)) == len(recs) == 4  # nothing lost, nothing doubled
+    # runs finished before the kill were not trained again; the killed one resumed from its checkpoint
+    for n, mtime in finished.items():
+        assert (runs[n] / "model_final.pth").stat().st_mtime_ns == mtime
+        assert json.loads((runs[n] / "final.json").read_text())["resumed_from"] == 0
+    assert json.loads((runs[killed] / "final.json").read_text())["resumed_from"] == 2
+    assert "Incomplete: 4 of the 6 evaluations" in (cwd / "reports" / f"{STUDY}.md").read_text()
+    # running the study again (in this process's launcher) trains and records nothing
+    res = _study(cwd)
+    assert res.returncode == 0 and len(_records(cwd)) == 4
+
+
+def test_jobs_of_a_study_and_their_json_round_trip():
+    jobs = study_jobs(STUDY, profile="smoke", seeds=2, overrides=["train.max_iter=2"], threads=1)
+    assert [j.name for j in jobs] == ["w/o aux@s0", "w/ aux@s0", "w/o aux@s1", "w/ aux@s1"]
+    assert all(Job.from_json(j.to_json()) == j for j in jobs)
+    assert jobs[1].slug == "w__aux@s0"
+    with pytest.raises(KeyError, match="no variant 'nope'"):
+        study_jobs(STUDY, variants=["nope"])
+
+
+def test_slurm_dry_run_prints_one_array_and_every_job(tmp_path):
+    res = _harness(tmp_path, "study", "ablation_table1", "--profile", "paper", "--launcher", "slurm", "--dry-run",
+                   "--partition", "gpu", "--nodes", "2", "--gpus-per-job", "8", "--cpus-per-job", "80",
+                   "--timeout-min", "1440", "--array-parallelism", "8")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "slurm array 'segbench-ablation_table1': 24 job(s), at most 8 running at once"
+    assert "2 node(s) x 8 GPU(s), 8 task(s) per node (16 process(es), one run trained with torch.distributed" \
+        in lines[1]
+    assert "10 CPU(s) per task, partition gpu, time limit 1440 min" in lines[1]
+    assert sum(1 for ln in lines if ln.startswith("  [")) == 24
+    assert "profile paper" in lines[-1]
+    assert not (tmp_path / "wd").exists() or not list((tmp_path / "wd").rglob("*.pkl"))  # nothing submitted
+
+
+def test_slurm_executor_parameters():
+    p = SlurmOptions(partition="p", nodes=2, gpus_per_job=4, cpus_per_job=32, timeout_min=60,
+                     array_parallelism=3).executor_parameters("s")
+    assert p == {"name": "segbench-s", "nodes": 2, "tasks_per_node": 4, "gpus_per_node": 4, "cpus_per_task": 8,
+                 "timeout_min": 60, "slurm_array_parallelism": 3, "slurm_signal_delay_s": 120,
+                 "slurm_partition": "p"}
+    lines = describe_slurm([Job("s", "v", 0)], SlurmOptions(), "s")
+    assert "(1 process(es))" in lines[1] and lines[-1].startswith("  [0] v@s0")
+
+
+def test_submitit_checkpoint_hook_requeues_the_same_job():
+    submitit = pytest.importorskip("submitit")
+    from harness.launch import StudyJob
+    job = Job(STUDY, "w/ aux", 1, "smoke")
+    delayed = StudyJob(job).checkpoint()
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function.job == job
+
+
+@pytest.mark.slow
+def test_submitit_job_with_two_tasks_trains_one_run_with_torch_distributed(tmp_path):
+    """The multi-GPU / multi-node path of the SLURM launcher, run by submitit's local executor on the CPU: two
+    tasks of one job get RANK / WORLD_SIZE / MASTER_ADDR from submitit's JobEnvironment and train one run together
+    (gloo); rank 0 alone records."""
+    pytest.importorskip("submitit")
+    cwd = tmp_path / "ddp"
+    res = _study(cwd, "--variants", "w/ aux", "--launcher", "submitit-local", "--gpus-per-job", "2", seeds=1)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = _records(cwd)
+    final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
+    assert final["world_size"] == 2 and rec["variant"] == "w/ aux"
+
+
+def test_slurm_launcher_submits_one_array_then_a_report_job_after_it(tmp_path, monkeypatch):
+    """The submission path with submitit's executor replaced by a recorder (no SLURM here)."""
+    submitit = pytest.importorskip("submitit")
+    import harness.launch as launch
+    made = []
+
+    class FakeJob:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster, **kw):
+            self.folder, self.cluster, self.kw, self.params, self.subs, self.in_batch = folder, cluster, kw, {}, [], 0
+            made.append(self)
+
+        def update_parameters(self, **kw):
+            self.params.update(kw)
+
+        def batch(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def ctx():
+                self.in_batch += 1
+                yield
+            return ctx()
+
+        def submit(self, fn, *args):
+            self.subs.append((fn, args))
+            return FakeJob(f"777_{len(self.subs) - 1}" if self.in_batch else "778")
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    jobs = study_jobs(STUDY, profile="paper", seeds=2)
+    out = launch.run_submitit(jobs, cluster="slurm", study=STUDY, opts=SlurmOptions(partition="gpu", nodes=2,
+                                                                                   gpus_per_job=4), log=lambda _: None)
+    array, report = made
+    assert array.cluster == "slurm" and array.in_batch == 1 and len(array.subs) == 4
+    assert array.params["nodes"] == 2 and array.params["tasks_per_node"] == 4 and array.params["gpus_per_node"] == 4
+    assert [fn.job for fn, _ in array.subs] == jobs and all(isinstance(fn, launch.StudyJob) for fn, _ in array.subs)
+    assert report.params["slurm_additional_parameters"] == {"dependency": "afterany:777"}
+    assert report.subs == [(launch._write_report, (STUDY,))]
+    assert out.done == ["777_0", "777_1", "777_2", "777_3", "778"]
+    assert str(tmp_path / "wd" / "submitit" / STUDY) in array.folder
+
+
+@pytest.mark.slow
+def test_submitit_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """submitit's time-out path: USR2 before the limit -> StudyJob.checkpoint -> the same job again, which resumes
+    the run from its last checkpoint; one record in the end."""
+    pytest.importorskip("submitit")
+    cwd = tmp_path / "requeue"
+    res = _study(cwd, "--variants", "w/ aux", "--launcher", "submitit-local", "--timeout-min", "0.3",
+                 "--set", "train.max_iter=150", "--set", "train.checkpoint_period=10", seeds=1)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = _records(cwd)
+    final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
+    logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
+    assert "Requeued job" in logs and final["iterations"] == 150 and final["resumed_from"] > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_child_of_the_local_pool(tmp_path):
+    import re
+    import signal
+    import time
+    cwd = tmp_path / "ctrl_c"
+    cwd.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), SEGBENCH_WORK_DIR=str(cwd / "wd"), OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, "-m", "harness", "study", STUDY, "--profile", "smoke", "--seeds", "2",
+                               "--no-progress", "--launcher", "local", "--jobs", "2", "--set", "train.max_iter=100000"],
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids, lines = [], []
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:
+        line = parent.stdout.readline()
+        lines.append(line)
+        pids += [int(m) for m in re.findall(r"started .* \(pid (\d+),", line)]
+    assert len(pids) == 2, "".join(lines)
+    time.sleep(3)  # the children are training
+    parent.send_signal(signal.SIGINT)
+    out = parent.communicate(timeout=60)[0]
+    assert parent.returncode == 130 and "interrupted: every job stopped" in out
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_compare_through_the_pool_matches_a_sequential_compare(tmp_path):
+    args = ("compare", "--methods", "solov2,uniinst", "--dataset", "shapes-coco", "--profile", "smoke",
+            "--study", "cmp", "--no-time", "--no-progress")
+    for name, extra in (("sequential", ()), ("local", ("--launcher", "local", "--jobs", "2"))):
+        (tmp_path / name).mkdir()
+        res = _harness(tmp_path / name, *args, *extra)
+        assert res.returncode == 0, res.stdout + res.stderr
+    recs = {n: [json.loads(x) for x in (tmp_path / n / "results" / "cmp" / "runs.jsonl").read_text().splitlines()]
+            for n in ("sequential", "local")}
+    assert len(recs["local"]) == 2 and _by_eval(recs["local"]) == _by_eval(recs["sequential"])
+    assert (tmp_path / "local" / "results" / "cmp" / "compare.json").read_text() == \
+        (tmp_path / "sequential" / "results" / "cmp" / "compare.json").read_text()
+    assert _without_wall_clock((tmp_path / "local" / "reports" / "cmp.md").read_text()) == \
+        _without_wall_clock((tmp_path / "sequential" / "reports" / "cmp.md").read_text())
