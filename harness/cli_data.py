@@ -91,7 +91,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     data = subparsers.add_parser("data", help="dataset statistics, synthetic generation, conversion",
                                  description="Dataset tools.")
-    sub = data.add_subparsers(dest="data_command", required=True, metavar="{stats,generate,convert-cityscapes,convert-pennfudan}")
+    sub = data.add_subparsers(dest="data_command", required=True,
+                              metavar="{stats,generate,convert-cityscapes,convert-pennfudan}")
 
     st = sub.add_parser("stats", help="instances, classes, size mix, overlap density of a dataset",
                         description="Statistics of a dataset's ground truth (see harness/data/stats.py).")

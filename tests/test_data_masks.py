@@ -38,7 +38,8 @@ def _toy(tmp: Path, n: int = 3, size=(20, 16)) -> tuple[Path, Path]:
 
 def test_pennfudan_instance_count_equals_nonzero_mask_ids(shared_data, tmp_path):
     root = _pennfudan(shared_data)
-    expected = sum(int((np.unique(np.asarray(Image.open(p))) > 0).sum()) for p in sorted((root / "PedMasks").glob("*.png")))
+    masks = sorted((root / "PedMasks").glob("*.png"))
+    expected = sum(int((np.unique(np.asarray(Image.open(p))) > 0).sum()) for p in masks)
     info = convert_pennfudan(root, tmp_path / "all.json", "all")
     data = json.loads((tmp_path / "all.json").read_text())
     assert info["n_instances"] == len(data["annotations"]) == expected == 366
@@ -105,8 +106,8 @@ def test_masks_spec_through_build_dataset(tmp_path):
 
 
 def test_oracle_ap_is_100_on_pennfudan_val(shared_data, tmp_path):
-    from harness.evaluate import evaluate_results, run_inference
     from harness.config import EvalConfig
+    from harness.evaluate import evaluate_results, run_inference
     from methods import build_method, method_config
     root = _pennfudan(shared_data)
     with warnings.catch_warnings():

@@ -146,7 +146,8 @@ def convert_masks(img_dir: str | Path, mask_dir: str | Path, out_json: str | Pat
                 empty.append(f"{stem}#{value}")
                 continue
             anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": 1,
-                         "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                         "segmentation": {"size": [int(v) for v in rle["size"]],
+                                          "counts": rle["counts"].decode("ascii")},
                          "area": area, "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0,
                          "instance_id": value})
     info = {"description": description or f"instance-id PNG masks {img_dir} / {mask_dir}",
