@@ -21,7 +21,8 @@ endef
 .PHONY: install main test test-fast lint bench reports clean \
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
-	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real
+	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
+	main-real real-pennfudan
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -29,6 +30,11 @@ install:
 # the main job on the embedded default: SOLOv2, quick profile, synthetic shapes-coco
 main:
 	$(PYTHON) -m harness compare --methods solov2 --dataset shapes-coco --profile $(or $(PROFILE),quick) --study main
+
+# the main job on real photographs: SOLOv2, real profile, Penn-Fudan train -> val (reports/main_real.md)
+main-real:
+	$(PYTHON) -m harness compare --methods solov2 --dataset pennfudan:../shared/data/pennfudan \
+		--profile $(or $(PROFILE),real) --study main_real
 
 test:
 	$(PYTHON) -m pytest -q
@@ -94,6 +100,9 @@ casnet-table3:
 	$(call run_study,casnet_table3)
 casnet-table4:
 	$(call run_study,casnet_table4)
+# real photographs: SOLOv2, UniInst, CondInst, Mask R-CNN, CASNet on Penn-Fudan, with and without NMS, 3 seeds
+real-pennfudan:
+	$(call run_study,real_pennfudan)
 # not a table of a paper: SOLOv2's seed-to-seed AP spread at the quick profile and schedules that might narrow it
 seed-variance:
 	$(call run_study,seed_variance)

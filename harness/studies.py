@@ -237,10 +237,13 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records)
+    from harness.figures import report_figures
+    extra, fig_notes = report_figures(records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + compute_notes(records))
+             + compute_notes(records) + fig_notes)
     return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
-                        sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
+                        sources=[records_path(study.name)], command=f"python -m harness report {study.name}",
+                        figures=extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +423,12 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records)
+    from harness.figures import report_figures
+    extra, fig_notes = report_figures(records)
+    notes = rspec.notes + training_notes(records) + fig_notes
+    if spec["profile"] == "real":
+        from harness.profile_real import rule_note
+        notes.append(rule_note())
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
            + (f" --val-dataset {spec['val_dataset']}" if spec["val_dataset"] else "")
@@ -429,7 +437,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
            + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
            + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
     return write_report(study, rspec.tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
-                        command=cmd)
+                        command=cmd, figures=extra)
 
 
 def regenerate_reports(names: list[str] | None = None) -> list[Path]:
