@@ -117,3 +117,25 @@ def test_oracle_ap_is_100_on_pennfudan_val(shared_data, tmp_path):
     results = run_inference(build_method(method_config("oracle")), ds, device="cpu", progress=False)
     out = evaluate_results(ds, results, EvalConfig(per_class=False))
     assert out["AP"] == 100.0
+
+
+def test_data_stats_and_overlap_pairs_on_pennfudan(shared_data, tmp_path, capsys):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    from experiments.real_pennfudan import overlap_images
+    from harness import cli_data
+    root = _pennfudan(shared_data)
+    parser = __import__("argparse").ArgumentParser()
+    cli_data.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data", "stats", f"pennfudan:{root}", "--json", "--set",
+                              f"data.cache_dir={tmp_path}"])
+    assert args.func(args) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["images"] == 35 and st["instances"] == 78
+    convert_pennfudan(root, tmp_path / "all.json", "all")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(tmp_path / "all.json"))
+    assert len(overlap_images(coco, 0.5)) == 1  # Penn-Fudan has one pair of pedestrian boxes with IoU > 0.5
