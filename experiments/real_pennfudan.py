@@ -133,17 +133,6 @@ def _occlusion(records: list[dict]) -> tuple[pd.DataFrame | None, list[str]]:
     return pd.DataFrame(rows), notes
 
 
-def _curve_table(records: list[dict]) -> pd.DataFrame | None:
-    rows = {}
-    for r in sorted(records, key=lambda r: r["seed"]):
-        pts = (r.get("train") or {}).get("ap_curve")
-        key = (r["method"], r["seed"])
-        if pts and key not in rows:
-            rows[key] = {"method": r["method"], "seed": r["seed"],
-                         **{f"it {p['iter']}": p["AP"] for p in pts}}
-    return pd.DataFrame(list(rows.values())) if rows else None
-
-
 def _missing(df: pd.DataFrame, seeds: int) -> list[str]:
     out = []
     for m in METHODS:
@@ -160,7 +149,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     df = records_frame(records, metrics=METRICS)
     tables = [("Mask AP on Penn-Fudan val (35 images), with the method's own NMS and without, same weights",
                _results_table(df)), ("Claims: UniInst Table 1 on real photographs", _claims(df))]
-    curve = _curve_table(records)
+    from harness.figures import ap_curve_table
+    curve = ap_curve_table(records)
     if curve is not None:
         tables.append(("Mask AP on val at the weight snapshots (AP-vs-iteration, own NMS)", curve))
     occl, occl_notes = _occlusion(records)

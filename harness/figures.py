@@ -198,3 +198,15 @@ def report_figures(records: list[dict]) -> tuple[list[tuple], list[str]]:
         if draw is not None:
             figs.append((suffix, caption, draw, figsize))
     return figs, notes
+
+
+def ap_curve_table(records: list[dict]):
+    """A table of mask AP at the weight snapshots (``train.ap_curve``), one row per (variant, seed), or None."""
+    import pandas as pd
+    rows = {}
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        pts = (r.get("train") or {}).get("ap_curve")
+        key = (_base(r["variant"]), r["seed"])
+        if pts and key not in rows:
+            rows[key] = {"variant": key[0], "seed": key[1], **{f"it {p['iter']}": p["AP"] for p in pts}}
+    return pd.DataFrame(list(rows.values())) if rows else None

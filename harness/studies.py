@@ -423,8 +423,11 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    from harness.figures import report_figures
+    from harness.figures import ap_curve_table, report_figures
     extra, fig_notes = report_figures(records)
+    curve = ap_curve_table(records)
+    tables = rspec.tables + ([("Mask AP on val at the weight snapshots (AP-vs-iteration)", curve)]
+                             if curve is not None else [])
     notes = rspec.notes + training_notes(records) + fig_notes
     if spec["profile"] == "real":
         from harness.profile_real import rule_note
@@ -436,7 +439,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
            + (f" --postprocess {','.join(spec['postprocess'])}" if spec["postprocess"] else "")
            + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
            + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
-    return write_report(study, rspec.tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
+    return write_report(study, tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
                         command=cmd, figures=extra)
 
 
