@@ -149,7 +149,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     df = records_frame(records, metrics=METRICS)
     tables = [("Mask AP on Penn-Fudan val (35 images), with the method's own NMS and without, same weights",
                _results_table(df)), ("Claims: UniInst Table 1 on real photographs", _claims(df))]
-    from harness.figures import ap_curve_table
+    from harness.figures import ap_curve_table, convergence_notes
     curve = ap_curve_table(records)
     if curve is not None:
         tables.append(("Mask AP on val at the weight snapshots (AP-vs-iteration, own NMS)", curve))
@@ -173,6 +173,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         rule_note(),
         "CASNet: in instance mode its semantic head has T + 1 = 2 classes (person, background) for this one-class "
         "dataset, so it fits; its 'with NMS' row is its box NMS, 'none' skips it.",
+        *convergence_notes(records),
         "Profile ceiling per method (the validity issue's `ceiling` command) is not stated here: that command is "
         "being added in parallel and was not available to this study."] + occl_notes
 

@@ -142,7 +142,8 @@ def qualitative_figure(records: list[dict]):
     seeds = ", ".join(f"{b}: seed {r['seed']}, {r['config'].get('method.postprocess')}" for b, r in picked.items())
     caption = (f"Qualitative figure: {len(cells)} val images of `{first['data']['dataset']}` fixed by "
                f"random.Random({IMAGE_SEED}); left the ground truth, then one column per method ({seeds}); masks drawn "
-               f"with torchvision.utils.draw_segmentation_masks, one colour per instance, predictions with score >= "
+               "with torchvision.utils.draw_segmentation_masks, one colour per instance (colours are not matched "
+               f"between columns), predictions with score >= "
                f"{SCORE_THR} (at most {MAX_DRAWN}, highest first); mask AP of each shown run: "
                + ", ".join(f"{b} {a:.1f}" if isinstance(a, (int, float)) else f"{b} –" for b, a in ap.items()) + ".")
     notes = ([f"Qualitative figure: no saved predictions for {', '.join(missing)} (not in the figure)."]
@@ -210,3 +211,22 @@ def ap_curve_table(records: list[dict]):
         if pts and key not in rows:
             rows[key] = {"variant": key[0], "seed": key[1], **{f"it {p['iter']}": p["AP"] for p in pts}}
     return pd.DataFrame(list(rows.values())) if rows else None
+
+
+def convergence_notes(records: list[dict], rising_ap: float = 1.0) -> list[str]:
+    """One sentence per (method, seed) with AP-vs-iteration points: whether AP still rose by more than
+    ``rising_ap`` points over the last snapshot interval (then the schedule did not converge)."""
+    out, seen = [], set()
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        pts = (r.get("train") or {}).get("ap_curve") or []
+        key = (_base(r["variant"]), r["seed"])
+        if len(pts) < 2 or key in seen:
+            continue
+        seen.add(key)
+        a, b = pts[-2], pts[-1]
+        gain = b["AP"] - a["AP"]
+        state = (f"still rising ({gain:+.1f} AP from it {a['iter']} to {b['iter']}): not converged"
+                 if gain > rising_ap else f"flat ({gain:+.1f} AP from it {a['iter']} to {b['iter']}): converged")
+        out.append(f"{key[0]} seed {key[1]}: {state}")
+    return [f"Convergence (AP at the last two snapshots; > {rising_ap:.0f} AP gain = not converged): "
+            + "; ".join(out) + "."] if out else []

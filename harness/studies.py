@@ -423,8 +423,9 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    from harness.figures import ap_curve_table, report_figures
+    from harness.figures import ap_curve_table, convergence_notes, report_figures
     extra, fig_notes = report_figures(records)
+    fig_notes = convergence_notes(records) + fig_notes
     curve = ap_curve_table(records)
     tables = rspec.tables + ([("Mask AP on val at the weight snapshots (AP-vs-iteration)", curve)]
                              if curve is not None else [])
