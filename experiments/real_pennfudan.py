@@ -152,7 +152,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     from harness.figures import ap_curve_table, convergence_notes
     curve = ap_curve_table(records)
     if curve is not None:
-        tables.append(("Mask AP on val at the weight snapshots (AP-vs-iteration, own NMS)", curve))
+        tables.append(("Mask AP on val at the weight snapshots (AP-vs-iteration; each method's default "
+                       "post-processing: UniInst none, the others their NMS)", curve))
     occl, occl_notes = _occlusion(records)
     if occl is not None:
         tables.append(("Occlusion: AP on val images with overlapping pedestrians (own NMS)", occl))
