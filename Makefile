@@ -19,7 +19,8 @@ endef
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
-	ablation-table1-readings casnet-table1-readings validity gpu-check
+	ablation-table1-readings casnet-table1-readings validity gpu-check \
+	main-real real-pennfudan
 
 # `make` alone prints this list (one line per target); tests/test_cli_help.py checks that it names every target
 help:
@@ -55,6 +56,8 @@ help:
 	@echo "make casnet-table1-readings    CASNet Table I's claim under every open reading"
 	@echo "make validity           positives per GT and representation ceilings -> reports/validity.md"
 	@echo "make gpu-check          fp32/fp16 timing, AMP training, Matrix NMS on CUDA (skips without one)"
+	@echo "make main-real          SOLOv2 at the real profile on Penn-Fudan -> reports/main_real.md"
+	@echo "make real-pennfudan     every method on real Penn-Fudan photographs -> reports/real_pennfudan.md"
 	@echo "make clean              remove work_dirs, caches"
 	@echo "options: PROFILE=smoke|quick|paper SEEDS=N VARIANTS=a,b JOBS=N; python -m harness list shows studies"
 
@@ -64,6 +67,11 @@ install:
 # the main job on the embedded default: SOLOv2, quick profile, synthetic shapes-coco
 main:
 	$(PYTHON) -m harness compare --methods solov2 --dataset shapes-coco --profile $(or $(PROFILE),quick) --study main
+
+# the main job on real photographs: SOLOv2, real profile, Penn-Fudan train -> val (reports/main_real.md)
+main-real:
+	$(PYTHON) -m harness compare --methods solov2 --dataset pennfudan:../shared/data/pennfudan \
+		--profile $(or $(PROFILE),real) --study main_real
 
 test:
 	$(PYTHON) -m pytest -q
@@ -147,6 +155,9 @@ casnet-table3:
 	$(call run_study,casnet_table3)
 casnet-table4:
 	$(call run_study,casnet_table4)
+# real photographs: SOLOv2, UniInst, CondInst, Mask R-CNN, CASNet on Penn-Fudan, with and without NMS, 3 seeds
+real-pennfudan:
+	$(call run_study,real_pennfudan)
 # not a table of a paper: SOLOv2's seed-to-seed AP spread at the quick profile and schedules that might narrow it
 seed-variance:
 	$(call run_study,seed_variance)

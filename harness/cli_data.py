@@ -9,6 +9,8 @@ Examples::
     python -m harness data stats coco:ann.json:imgs --json
     python -m harness data generate shapes-coco --n-images 1000 --image-size 128
     python -m harness data convert-cityscapes ROOT --split val --out cs_val.json --classes street5
+    python -m harness data convert-pennfudan ../shared/data/pennfudan --out pf_val.json --split val
+    python -m harness data stats pennfudan:../shared/data/pennfudan
 """
 from __future__ import annotations
 
@@ -74,13 +76,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_pennfudan(args: argparse.Namespace) -> int:
+    from harness.data.masks_png import convert_pennfudan
+
+    info = convert_pennfudan(args.root, args.out, args.split)
+    print(json.dumps({"out": args.out, **info}))
+    return 0
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``data`` command (with ``stats``, ``generate``, ``convert-cityscapes``) to ``subparsers``."""
     VALID_SPECS, CLASS_SETS, PRESETS = DATASET_SPECS, CITYSCAPES_CLASS_SETS, SYNTHETIC_PRESETS  # noqa: N806
 
     data = subparsers.add_parser("data", help="dataset statistics, synthetic generation, conversion",
                                  description="Dataset tools.")
-    sub = data.add_subparsers(dest="data_command", required=True, metavar="{stats,generate,convert-cityscapes}")
+    sub = data.add_subparsers(dest="data_command", required=True,
+                              metavar="{stats,generate,convert-cityscapes,convert-pennfudan}")
 
     st = sub.add_parser("stats", help="instances, classes, size mix, overlap density of a dataset",
                         description="Statistics of a dataset's ground truth (see harness/data/stats.py).")
@@ -111,6 +122,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, metavar="OUT.json", help="output JSON")
     cv.add_argument("--classes", choices=tuple(CLASS_SETS), default="thing8")
     cv.set_defaults(func=_cmd_convert)
+
+    pf = sub.add_parser("convert-pennfudan", help="Penn-Fudan PedMasks -> COCO JSON (RLE, person id 1)",
+                        description="Convert ROOT/PNGImages + ROOT/PedMasks/*_mask.png to COCO instances JSON; "
+                                    "split by harness.data.masks_png.SPLIT_RULE.")
+    pf.add_argument("root", metavar="ROOT", help="Penn-Fudan root with PNGImages/ and PedMasks/")
+    pf.add_argument("--out", required=True, metavar="ANN.json", help="output JSON")
+    pf.add_argument("--split", choices=("train", "val", "all"), default="all")
+    pf.set_defaults(func=_cmd_convert_pennfudan)
     return data
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import methods
 from methods.config import COMMON_PROFILE_OVERRIDES, MethodConfig
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "paper", "real")
 
 # How each profile scales every method's object-size hyper-parameters (issue 13).  The rule: a hyper-parameter
 # the reference code defines in units of the feature stride keeps its reference value in those units at every
@@ -58,7 +58,7 @@ def scale_rules_note(method_names) -> str:
 
 class ConfigError(ValueError):
     """A bad ``--set`` override, profile or key: a usage error (the CLI exits with code 2)."""
-Profile = Literal["smoke", "quick", "paper"]
+Profile = Literal["smoke", "quick", "paper", "real"]
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,9 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
                             steps=(60000, 80000), checkpoint_period=5000, device="cuda", health_eval_images=500),
                 EvalConfig(),
                 TimingConfig(device="cuda", warmup_iters=5, num_images=2000))
+    if profile == "real":  # photographs (Penn-Fudan) from scratch on a 2-core CPU: harness/profile_real.py
+        from harness.profile_real import data_train
+        return data_train()
     raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
 
 
@@ -276,6 +279,9 @@ def make_config(method: str, profile: str = "quick", *, dataset: str | None = No
     base_cfg = methods.method_config(method)
     m_over = dict(COMMON_PROFILE_OVERRIDES.get(profile, {}))
     m_over.update(type(base_cfg).PROFILE_OVERRIDES.get(profile, {}))
+    if profile == "real":
+        from harness.profile_real import method_overrides
+        m_over.update(method_overrides(base_cfg))
     if method in methods.PRESETS:  # a preset's own fields win over profile defaults
         m_over.update(methods.PRESETS[method][1])
     mcfg = replace(base_cfg, **{k: v for k, v in m_over.items() if k in _field_names(base_cfg)})

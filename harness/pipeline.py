@@ -26,6 +26,7 @@ import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, to_flat, train_hash
 from harness.data.synthetic import generator_version
+from harness.predictions import run_curves, save_predictions
 from harness.runs import WORK_DIR_ENV, is_finished, read_final, run_dir_for, run_id_for, weights_id
 from harness.timing import count_flops, count_params, time_inference
 from harness.train import load_weights, resolve_num_classes, train
@@ -309,7 +310,8 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
         if model is None:
             model = load_model(cfg, run_dir, device)
         model.cfg = vcfg.method  # post-processing is a config field read at predict time
-        metrics, _ = evaluate_model(model, vcfg, val_ds, device, progress=progress, protocol=protocol)
+        metrics, results = evaluate_model(model, vcfg, val_ds, device, progress=progress, protocol=protocol)
+        pred_file = save_predictions(path.parent, vname, vcfg.seed, results) if dist_utils.is_main() else None
         if panoptic:
             from harness.panoptic_eval import evaluate_panoptic
             metrics.update(evaluate_panoptic(model, val_ds, device, size_divisor=cfg.data.size_divisor,
@@ -322,17 +324,20 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
         if not dist_utils.is_main():
             continue
         h = w = cfg.data.test_short_side
+        curve = run_curves(cfg, run_dir, val_ds, device, path.parent, rid) if run_dir is not None else None
         rec = make_record(
             study=study, variant=vname, run_id=rid, method=vcfg.method.name, seed=vcfg.seed,
             config=to_flat(vcfg), metrics=metrics, timing=timing,
             data={"dataset": val_ds.name, "split": "val", "n_images": len(val_ds), "protocol": protocol,
                   "stats": val_ds.info(),
                   "train_dataset": cfg.data.dataset if run_dir is not None else None,
-                  "generator_version": generator_version(cfg.data.dataset, val_ds.name)},
+                  "generator_version": generator_version(cfg.data.dataset, val_ds.name),
+                  "predictions": pred_file},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid,
-                   **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {})},
+                   **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {}),
+                   **({"ap_curve": curve} if curve else {})},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
         append_record(path, rec, unique=_unique_key)  # a process beside this one may have recorded it meanwhile
         keys.add(_record_key(rec))

@@ -170,7 +170,9 @@ def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: S
                  figure: Callable[[Figure], None] | None, out_dir: str | os.PathLike = "reports", *,
                  sources: Sequence[str | os.PathLike] = (), command: str | None = None,
                  title: str | None = None, floatfmt: str = ".1f",
-                 warnings: Sequence[str] = ()) -> tuple[Path, Path | None]:
+                 warnings: Sequence[str] = (),
+                 figures: Sequence[tuple[str, str, Callable[[Figure], None], tuple[float, float]]] = ()
+                 ) -> tuple[Path, Path | None]:
     """Write ``<out_dir>/<name>.md`` (and ``<name>.png`` when ``figure`` is given).
 
     ``warnings`` (e.g. "Incomplete", "Mixed schedules") stand at the top of the report, under the heading, as
@@ -187,6 +189,8 @@ def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: S
         command: the command that regenerates the report.
         title: the markdown heading (default ``name``).
         floatfmt: format of float cells.
+        figures: further figures ``(suffix, caption, callable(fig), figsize)``, written as
+            ``<name>_<suffix>.png`` after the main one, each with its caption (``harness.figures``).
     Returns:
         ``(markdown path, png path or None)``.
     """
@@ -207,6 +211,8 @@ def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: S
         lines += [f"## {title}", "", markdown_table(df, floatfmt), ""]
     if png_path is not None:
         lines += [f"![{name}]({png_path.name})", ""]
+    for suffix, caption, _, _ in figures:
+        lines += [f"![{name} {suffix}]({name}_{suffix}.png)", "", caption, ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     md_path.write_text("\n".join(lines), encoding="utf-8", newline="\n")
@@ -216,4 +222,10 @@ def write_report(name: str, tables: Sequence[tuple[str, pd.DataFrame]], notes: S
             FigureCanvasAgg(fig)
             figure(fig)
             fig.savefig(png_path, format="png", dpi=DPI, metadata={"Software": None})
+    for suffix, _, draw, figsize in figures:
+        with matplotlib.rc_context(_RC):
+            fig = Figure(figsize=figsize, dpi=DPI)
+            FigureCanvasAgg(fig)
+            draw(fig)
+            fig.savefig(out / f"{name}_{suffix}.png", format="png", dpi=DPI, metadata={"Software": None})
     return md_path, png_path

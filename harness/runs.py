@@ -5,6 +5,8 @@ Layout (``work_dirs/`` is git-ignored; records that reference a run live in ``re
     work_dirs/<run_id>/
         config.json          resolved, flattened ExperimentConfig (saved before training starts)
         train_log.jsonl      one line per logged iteration (loss terms, lr, img/s)
+        train_curve.csv      every iteration: lr, loss, loss terms (harness.curves)
+        checkpoints/model_iter<N>.pth  weights at every checkpoint (AP-vs-iteration; ap_curve.json)
         checkpoints/last.pth model, optimizer, scheduler, iteration, RNG states (atomic replace)
         model_final.pth      final weights (state_dict)
         final.json           written last: marks the run finished (iterations, wall_s, train_hash)

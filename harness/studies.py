@@ -366,12 +366,14 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records) + mixed_config_note(records)
+    from harness.figures import report_figures
+    extra, fig_notes = report_figures(records)
     notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE])
+             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE] + fig_notes)
     tables = list(spec.tables) + [("Run health", run_health_table(records))]
     return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}",
-                        warnings=status)  # "Incomplete" / "Mixed schedules" / "Mixed configs" at the top
+                        warnings=status, figures=extra)  # "Incomplete" / "Mixed ..." warnings at the top
 
 
 # ---------------------------------------------------------------------------------------------
@@ -722,8 +724,16 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = canonical_order(st, [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                                    and r.get("data", {}).get("dataset") == spec["val_name"]])
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE]
-    rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]
+    from harness.figures import ap_curve_table, convergence_notes, report_figures
+    extra, fig_notes = report_figures(records)
+    fig_notes = convergence_notes(records) + fig_notes
+    curve = ap_curve_table(records)
+    tables = list(rspec.tables) + ([("Mask AP on val at the weight snapshots (AP-vs-iteration)", curve)]
+                                   if curve is not None else []) + [("Run health", run_health_table(records))]
+    notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE] + fig_notes
+    if spec["profile"] == "real":
+        from harness.profile_real import rule_note
+        notes.append(rule_note())
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
            + (f" --val-dataset {spec['val_dataset']}" if spec["val_dataset"] else "")
@@ -731,8 +741,8 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
            + (f" --postprocess {','.join(spec['postprocess'])}" if spec["postprocess"] else "")
            + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
            + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
-    return write_report(study, rspec.tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
-                        command=cmd)
+    return write_report(study, tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
+                        command=cmd, figures=extra)
 
 
 def regenerate_reports(names: list[str] | None = None) -> list[Path]:

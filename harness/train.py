@@ -30,6 +30,7 @@ from tqdm import tqdm
 import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, train_hash
+from harness.curves import CURVE_FILE, CurveLog, save_snapshot
 from harness.data.types import collate
 from harness.runs import atomic_write_text, is_finished, read_final, save_config
 from methods.base import sum_losses
@@ -234,6 +235,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     perm = _EpochPerm(len(dataset), cfg.seed)
     model.train()
     log_path = run_dir / "train_log.jsonl"
+    curve = CurveLog(run_dir / CURVE_FILE, start_iter) if rank == 0 else None
     t0 = time.perf_counter()
     elapsed_before = 0.0
     if start_iter and (run_dir / "elapsed.json").is_file():
@@ -273,10 +275,13 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
             scaler.update()
         else:
             optimizer.step()
+        lr_used = optimizer.param_groups[0]["lr"]
         scheduler.step()
         it += 1
         n_images += len(idx) * world
         bar.update(1)
+        if rank == 0:  # every iteration: loss terms + lr (harness/curves.py reads it)
+            curve.log(it, lr_used, losses)
         if rank == 0 and (it % 20 == 0 or it == tc.max_iter):
             now = time.perf_counter()
             ips = n_images / max(now - t_last, 1e-9)
@@ -296,6 +301,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
             if rank == 0:
                 _save_checkpoint(ckpt_path, model, optimizer, scheduler, scaler, it)
                 tracker.save()
+                save_snapshot(run_dir, model, it)  # weights at this iteration (AP-vs-iteration curve)
                 atomic_write_text(run_dir / "elapsed.json",
                                   json.dumps({"wall_s": elapsed_before + time.perf_counter() - t0}))
             dist_utils.barrier()
@@ -303,6 +309,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
             bar.close()
             return TrainResult(run_dir, it, elapsed_before + time.perf_counter() - t0, start_iter, {}, model)
     bar.close()
+    if curve is not None:
+        curve.close()
     wall = elapsed_before + time.perf_counter() - t0
     final = {"iterations": it, "wall_s": wall, "train_hash": train_hash(cfg), "resumed_from": start_iter,
              "world_size": world, "device": str(device)}

@@ -5,7 +5,10 @@ A dataset spec is one string (``DataConfig.dataset`` / ``val_dataset``):
 * a synthetic preset: ``shapes-coco``, ``shapes-ochuman``, ``shapes-street`` (generated on first
   use into ``DataConfig.cache_dir``, see ``harness.data.synthetic``);
 * ``coco:ANN.json:IMGDIR``: any COCO-format instance JSON (COCO, converted Cityscapes, ...);
-* ``ochuman:ANN.json:IMGDIR``: an OCHuman COCO-format JSON (``harness.data.ochuman``).
+* ``ochuman:ANN.json:IMGDIR``: an OCHuman COCO-format JSON (``harness.data.ochuman``);
+* ``pennfudan:ROOT``: the Penn-Fudan pedestrians (``PNGImages/``, ``PedMasks/``), split by file-name hash;
+* ``masks:IMGDIR:MASKDIR[:CLASSNAME]``: any "one instance-id PNG per image" dataset, the same split rule
+  (``harness.data.masks_png``).
 
 Synthetic splits use fixed seeds derived from (preset, split), independent of the experiment seed,
 so every run of a study sees the same images and train and val never share an image.
@@ -21,7 +24,8 @@ from harness.data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from harness.data.transforms import build_transform
 
 FILE_KINDS = ("coco", "ochuman")
-VALID_SPECS = (*SYNTHETIC_PRESETS, "coco:ANN.json:IMGDIR", "ochuman:ANN.json:IMGDIR")
+VALID_SPECS = (*SYNTHETIC_PRESETS, "coco:ANN.json:IMGDIR", "ochuman:ANN.json:IMGDIR", "pennfudan:ROOT",
+               "masks:IMGDIR:MASKDIR[:CLASSNAME]")
 
 
 @dataclass(frozen=True)
@@ -29,15 +33,18 @@ class DatasetSpec:
     """A parsed dataset spec.
 
     Attributes:
-        kind: "synthetic", "coco" or "ochuman".
+        kind: "synthetic", "coco", "ochuman", "pennfudan" or "masks".
         preset: the synthetic preset ("" for file datasets).
-        ann_file / img_dir: for file datasets ("" for synthetic ones).
+        ann_file / img_dir: for file datasets ("" for synthetic ones); ``img_dir`` is ROOT for pennfudan.
+        mask_dir / class_name: for ``masks:`` specs.
     """
 
-    kind: Literal["synthetic", "coco", "ochuman"]
+    kind: Literal["synthetic", "coco", "ochuman", "pennfudan", "masks"]
     preset: str = ""
     ann_file: str = ""
     img_dir: str = ""
+    mask_dir: str = ""
+    class_name: str = ""
 
 
 def parse_spec(spec: str) -> DatasetSpec:
@@ -49,6 +56,16 @@ def parse_spec(spec: str) -> DatasetSpec:
     if spec in SYNTHETIC_PRESETS:
         return DatasetSpec("synthetic", preset=spec)
     kind, sep, rest = spec.partition(":")
+    if sep and kind == "pennfudan":
+        if not rest:
+            raise ValueError(f"malformed dataset spec {spec!r}: expected pennfudan:ROOT")
+        return DatasetSpec("pennfudan", img_dir=rest)
+    if sep and kind == "masks":
+        parts = rest.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"malformed dataset spec {spec!r}: expected masks:IMGDIR:MASKDIR[:CLASSNAME]")
+        return DatasetSpec("masks", img_dir=parts[0], mask_dir=parts[1],
+                           class_name=parts[2] if len(parts) == 3 else "object")
     if sep and kind in FILE_KINDS:
         ann_file, sep2, img_dir = rest.partition(":")
         if not sep2 or not ann_file or not img_dir:
@@ -67,7 +84,8 @@ def build_dataset(spec: str, split: Literal["train", "val"], data_cfg, train: bo
 
     Args:
         spec: a dataset spec (see the module docstring).
-        split: "train" or "val"; selects the synthetic split (file datasets name their own file).
+        split: "train" or "val"; selects the synthetic split or the hash split of a mask dataset (COCO-file
+            datasets name their own file).
         data_cfg: ``harness.config.DataConfig`` (sizes, cache_dir, augmentation).
         train: apply training augmentation (random short side from ``train_short_sides`` capped by
             ``max_size``, horizontal flip with ``flip_prob``); else resize to ``test_short_side``.
@@ -86,6 +104,16 @@ def build_dataset(spec: str, split: Literal["train", "val"], data_cfg, train: bo
         ann_file, img_dir = generate(parsed.preset, split, n_images, data_cfg.image_size,
                                      split_seed(parsed.preset, split), data_cfg.cache_dir)
         return InstanceDataset(ann_file, img_dir, name=spec, transform=transform)
+    if parsed.kind in ("pennfudan", "masks"):
+        from pathlib import Path
+
+        from harness.data.masks_png import build_mask_dataset, pennfudan_dirs
+        if parsed.kind == "pennfudan":
+            img_dir, mask_dir = pennfudan_dirs(parsed.img_dir)
+            return build_mask_dataset(img_dir, mask_dir, split, "person", data_cfg, name=spec, transform=transform,
+                                      pennfudan_root=Path(parsed.img_dir))
+        return build_mask_dataset(Path(parsed.img_dir), Path(parsed.mask_dir), split, parsed.class_name, data_cfg,
+                                  name=spec, transform=transform)
     if parsed.kind == "ochuman":
         from harness.data.ochuman import load_ochuman
 

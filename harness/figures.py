@@ -1,0 +1,232 @@
+"""Report figures drawn from saved files: the qualitative figure (predictions on val images) and loss curves.
+
+Both are pure functions of files the pipeline saved: the records, the COCO results JSON each record names
+(``data.predictions``, ``harness.predictions``), the val set's images and ground truth, and the curves published
+under ``results/<study>/curves/`` (``harness.curves``).  When those files are absent (records made before they
+were kept, or a checkout without the git-ignored predictions) the report says so in a note instead of failing.
+
+Qualitative figure: ``N_IMAGES`` val images chosen by ``random.Random(IMAGE_SEED)`` among the images with at
+least one ground-truth instance (so every column shows the same images), a ground-truth column and one column per
+method (its lowest seed; the method's own post-processing when a study evaluates several), every prediction
+with score >= ``SCORE_THR`` drawn with ``torchvision.utils.draw_segmentation_masks``.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+N_IMAGES = 4
+IMAGE_SEED = 0
+SCORE_THR = 0.3
+MAX_DRAWN = 30
+DISPLAY_SHORT_SIDE = 160
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
+           "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
+
+
+def _base(variant: str) -> str:
+    return variant.split("[")[0]
+
+
+def _pick_records(records: list[dict]) -> dict[str, dict]:
+    """One record per variant (base name): lowest seed, with saved predictions; the method's own post-processing
+    (a variant without ``[..]``, else not ``[none]``) preferred."""
+    out: dict[str, dict] = {}
+    for r in records:
+        pred = (r.get("data") or {}).get("predictions")
+        if not pred or not Path(pred).is_file() or r.get("kind", "eval") != "eval":
+            continue
+        b = _base(r["variant"])
+        rank = (r["seed"], 0 if "[" not in r["variant"] else (2 if r["variant"].endswith("[none]") else 1))
+        if b not in out or rank < out[b][0]:
+            out[b] = (rank, r)
+    if any(not b.startswith("oracle") for b in out):  # the oracle column would repeat the ground truth
+        out = {b: v for b, v in out.items() if not b.startswith("oracle")}
+    return {b: v[1] for b, v in out.items()}
+
+
+def _val_dataset(rec: dict):
+    from harness.config import from_flat
+    from harness.data import build_dataset
+    cfg = from_flat(rec["config"])
+    return build_dataset(rec["data"]["dataset"], "val", cfg.data, train=False)
+
+
+def choose_images(coco, n: int = N_IMAGES, seed: int = IMAGE_SEED) -> list[int]:
+    """``n`` image ids with >= 1 ground-truth instance, drawn by ``random.Random(seed)`` from the sorted ids."""
+    ids = sorted(i for i in coco.getImgIds() if coco.getAnnIds(imgIds=[i]))
+    return sorted(random.Random(seed).sample(ids, min(n, len(ids))))
+
+
+def _overlay(image: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    from torchvision.utils import draw_segmentation_masks
+    if masks.shape[0]:
+        colors = [PALETTE[i % len(PALETTE)] for i in range(masks.shape[0])]
+        image = draw_segmentation_masks(image, masks.bool(), alpha=0.55, colors=colors)
+    return image.permute(1, 2, 0).numpy()
+
+
+def _shrink(image: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize image (bilinear) and masks (nearest) so the short side is ``DISPLAY_SHORT_SIDE`` (smaller PNGs)."""
+    import torch.nn.functional as F
+    h, w = image.shape[-2:]
+    s = DISPLAY_SHORT_SIDE / min(h, w)
+    if s >= 1:
+        return image, masks
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    img = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    img = img.round().clamp(0, 255).to(torch.uint8)
+    if masks.shape[0]:
+        masks = F.interpolate(masks[None].float(), size=size, mode="nearest")[0] > 0.5
+    else:
+        masks = torch.zeros((0, *size), dtype=torch.bool)
+    return img, masks
+
+
+def qualitative_figure(records: list[dict]):
+    """``(figure callback, figsize, caption, notes)`` for ``harness.report.write_report``; the callback is None
+    (and a note says why) when no record has its predictions file."""
+    from pycocotools import mask as mask_utils
+
+    from harness.evaluate import load_results
+    picked = _pick_records(records)
+    if not picked:
+        return None, None, "", ["Qualitative figure: not drawn, no saved predictions (`results/<study>/predictions-"
+                                "*.json`, git-ignored) for these records; evaluations made since they are kept "
+                                "(re-run the study's evaluations to draw it)."]
+    missing = sorted({_base(r["variant"]) for r in records if not r["method"].startswith("oracle")} - set(picked))
+    first = next(iter(picked.values()))
+    ds = _val_dataset(first)
+    image_ids = choose_images(ds.coco)
+    index_of = {i: k for k, i in enumerate(ds.image_ids)}
+    preds = {b: load_results(r["data"]["predictions"]) for b, r in picked.items()}
+    cells = []  # rows of (title, HxWx3 uint8)
+    for image_id in image_ids:
+        sample = ds.load(index_of[image_id])
+        row = []
+        img, gt = _shrink(sample.image, sample.masks[~sample.iscrowd])
+        row.append((f"ground truth ({gt.shape[0]})", _overlay(img, gt)))
+        for b, res in preds.items():
+            dets = sorted((d for d in res if d["image_id"] == image_id and d["score"] >= SCORE_THR),
+                          key=lambda d: -d["score"])[:MAX_DRAWN]
+            if dets:
+                segs = [dict(d["segmentation"], counts=d["segmentation"]["counts"].encode()) for d in dets]
+                m = torch.from_numpy(mask_utils.decode(segs)).permute(2, 0, 1).bool()
+            else:
+                m = torch.zeros((0, *sample.image.shape[-2:]), dtype=torch.bool)
+            img, m = _shrink(sample.image, m)
+            row.append((f"{b} ({len(dets)})", _overlay(img, m)))
+        cells.append((image_id, row))
+    n_cols = 1 + len(preds)
+    figsize = (min(max(2.0 * n_cols, 5.0), 18.0), 1.75 * len(cells) + 0.6)
+    ap = {b: (r.get("metrics") or {}).get("AP") for b, r in picked.items()}
+
+    def draw(fig) -> None:
+        for i, (image_id, row) in enumerate(cells):
+            for j, (title, arr) in enumerate(row):
+                ax = fig.add_subplot(len(cells), n_cols, i * n_cols + j + 1)
+                ax.imshow(arr, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                ax.set_title(title, fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(f"image {image_id}", fontsize=7)
+        fig.suptitle(f"{len(cells)} val images (random.Random({IMAGE_SEED}))\npredictions with score >= {SCORE_THR} "
+                     "(count in brackets)", fontsize=8)
+        fig.tight_layout()
+
+    seeds = ", ".join(f"{b}: seed {r['seed']}, {r['config'].get('method.postprocess')}" for b, r in picked.items())
+    caption = (f"Qualitative figure: {len(cells)} val images of `{first['data']['dataset']}` fixed by "
+               f"random.Random({IMAGE_SEED}); left the ground truth, then one column per method ({seeds}); masks drawn "
+               "with torchvision.utils.draw_segmentation_masks, one colour per instance (colours are not matched "
+               f"between columns), predictions with score >= "
+               f"{SCORE_THR} (at most {MAX_DRAWN}, highest first); mask AP of each shown run: "
+               + ", ".join(f"{b} {a:.1f}" if isinstance(a, (int, float)) else f"{b} –" for b, a in ap.items()) + ".")
+    notes = ([f"Qualitative figure: no saved predictions for {', '.join(missing)} (not in the figure)."]
+             if missing else [])
+    return draw, figsize, caption, notes
+
+
+def _curve_sources(rec: dict) -> list[Path]:
+    study_dirs = [Path("results") / rec.get("study", "")]
+    if rec.get("copied_from"):
+        study_dirs.append(Path("results") / rec["copied_from"].split("/")[0])
+    return [d / "curves" for d in study_dirs]
+
+
+def loss_curves_figure(records: list[dict]):
+    """``(figure callback, figsize, caption, notes)``: loss terms + lr per method (lowest seed), AP points from the
+    records' ``train.ap_curve``; None with a note when no curve was published for these runs."""
+    from harness.curves import loss_curve_figure, published
+    by_method: dict[str, tuple] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        b = _base(r["variant"])
+        if b in by_method or not r.get("run_id"):
+            continue
+        for src in _curve_sources(r):
+            rows, ap = published(src, r["run_id"])
+            if rows:
+                by_method[b] = (rows, (r.get("train") or {}).get("ap_curve") or ap, r["seed"])
+                break
+    if not by_method:
+        return None, None, "", ["Training curves: none published for these runs (runs trained before loss terms were "
+                                "logged per iteration to `train_curve.csv`)."]
+    missing = sorted({_base(r["variant"]) for r in records if not r["method"].startswith("oracle")}
+                     - set(by_method))
+    curves = {f"{b} (seed {v[2]})": (v[0], v[1]) for b, v in by_method.items()}
+    n = len(curves)
+    figsize = (8.0, 2.6 * ((n + 1) // 2) + 0.4)
+    caption = ("Training curves: loss terms per iteration (mean over 10 iterations, log scale), the learning rate "
+               "(dashed, % of its peak) and, where measured, mask AP on the val set at the weight snapshots (red, "
+               "the method's default post-processing).")
+    notes = [f"Training curves: none published for {', '.join(missing)}."] if missing else []
+    return loss_curve_figure(curves), figsize, caption, notes
+
+
+def report_figures(records: list[dict]) -> tuple[list[tuple], list[str]]:
+    """The extra figures of a study / comparison report: ``[(suffix, caption, draw, figsize)]`` and notes."""
+    figs, notes = [], []
+    for suffix, fn in (("qualitative", qualitative_figure), ("curves", loss_curves_figure)):
+        try:
+            draw, figsize, caption, n = fn(records)
+        except (OSError, ValueError, KeyError) as e:  # missing / bad saved files: a note, never a crash
+            draw, figsize, caption, n = None, None, "", [f"{suffix} figure not drawn: {type(e).__name__}: {e}"]
+        notes += n
+        if draw is not None:
+            figs.append((suffix, caption, draw, figsize))
+    return figs, notes
+
+
+def ap_curve_table(records: list[dict]):
+    """A table of mask AP at the weight snapshots (``train.ap_curve``), one row per (variant, seed), or None."""
+    import pandas as pd
+    rows = {}
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        pts = (r.get("train") or {}).get("ap_curve")
+        key = (_base(r["variant"]), r["seed"])
+        if pts and key not in rows:
+            rows[key] = {"variant": key[0], "seed": key[1], **{f"it {p['iter']}": p["AP"] for p in pts}}
+    return pd.DataFrame(list(rows.values())) if rows else None
+
+
+def convergence_notes(records: list[dict], rising_ap: float = 1.0) -> list[str]:
+    """One sentence per (method, seed) with AP-vs-iteration points: whether AP still rose by more than
+    ``rising_ap`` points over the last snapshot interval (then the schedule did not converge)."""
+    out, seen = [], set()
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        pts = (r.get("train") or {}).get("ap_curve") or []
+        key = (_base(r["variant"]), r["seed"])
+        if len(pts) < 2 or key in seen:
+            continue
+        seen.add(key)
+        a, b = pts[-2], pts[-1]
+        gain = b["AP"] - a["AP"]
+        state = (f"still rising ({gain:+.1f} AP from it {a['iter']} to {b['iter']}): not converged"
+                 if gain > rising_ap else f"flat ({gain:+.1f} AP from it {a['iter']} to {b['iter']}): converged")
+        out.append(f"{key[0]} seed {key[1]}: {state}")
+    return [f"Convergence (AP at the last two snapshots; > {rising_ap:.0f} AP gain = not converged): "
+            + "; ".join(out) + "."] if out else []

@@ -1,0 +1,88 @@
+"""The ``real`` profile: training from scratch on photographs (Penn-Fudan) on a 2-core CPU.
+
+Same for every method: the narrow ResNet from scratch, short side jittered over 224-288 px (test 256 px, long side
+capped at 448 px), horizontal flips, both through ``torchvision.transforms.v2`` (``harness.data.transforms``),
+batch 8, SGD with a linear warm-up and two steps.  The default dataset is Penn-Fudan's train split, evaluated on
+its val split (``harness.data.masks_png.SPLIT_RULE``).
+
+Object-size hyperparameters (the rule, written once): each method keeps its reference value in the reference's
+own unit, and only a value defined relative to the image is scaled, by the image-size factor
+``REAL_SCALE = test short side / 800`` (the reference's COCO short side):
+
+* FCOS / CondInst / UniInst sizes of interest are multiples of the stride (8 x stride: 64 / 128 / 256 / 512 px
+  for P3-P6, AdelaiDet): kept as they are, not scaled;
+* Mask R-CNN anchor sizes are 8 x stride of P2-P6 (32 ... 512 px, torchvision / mmdet): kept;
+* SOLOv2's grid numbers S are per image (40, 36, 24, 16, 12, as in the reference) and its ``scale_ranges`` are
+  in input pixels of an 800 px image: an object covering the same fraction of the image must land on the same
+  level, so the ranges are the reference's times ``REAL_SCALE`` (= 0.32), rounded, the last one open-ended.
+
+Head widths are the quick profile's (64-channel FPN / heads), so a run fits the CPU budget; they are capacity,
+not object-size, settings.
+"""
+from __future__ import annotations
+
+PENNFUDAN = "pennfudan:../shared/data/pennfudan"
+TEST_SHORT_SIDE = 256
+TRAIN_SHORT_SIDES = (224, 240, 256, 272, 288)
+MAX_SIZE = 448
+REFERENCE_SHORT_SIDE = 800
+REAL_SCALE = TEST_SHORT_SIDE / REFERENCE_SHORT_SIDE
+SOLOV2_REFERENCE_RANGES = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
+
+
+def _scaled_ranges(ranges, factor: float) -> tuple[tuple[int, int], ...]:
+    out = [(max(1, round(lo * factor)), max(2, round(hi * factor))) for lo, hi in ranges]
+    out[-1] = (out[-1][0], 2048)  # the largest level stays open-ended
+    return tuple(out)
+
+
+def data_train():
+    """(DataConfig, TrainConfig, EvalConfig, TimingConfig) of the real profile."""
+    from harness.config import DataConfig, EvalConfig, TimingConfig, TrainConfig
+    return (DataConfig(dataset=PENNFUDAN, train_short_sides=TRAIN_SHORT_SIDES, test_short_side=TEST_SHORT_SIDE,
+                       max_size=MAX_SIZE, flip_prob=0.5),
+            TrainConfig(max_iter=REAL_MAX_ITER, batch_size=8, base_lr=0.08, warmup_iters=150,
+                        steps=REAL_STEPS, checkpoint_period=REAL_CHECKPOINT_PERIOD),
+            EvalConfig(),
+            TimingConfig(warmup_iters=5, num_images=30))
+
+
+# the schedule: evaluated at every checkpoint (AP-vs-iteration curve, ``harness.curves``)
+# 600 iterations x 8 images = 42 epochs of the 115 train images; one SOLOv2 iteration takes 1.4 s at 256 px on
+# one thread of an idle core (2.7 s beside three other processes on the 2 cores), so ~14 min / ~27 min per run
+REAL_MAX_ITER = 600
+REAL_STEPS = (450, 560)
+REAL_CHECKPOINT_PERIOD = 100
+
+_COMMON = {"backbone": "resnet_narrow"}
+METHOD_OVERRIDES: dict[str, dict] = {
+    "solov2": dict(fpn_channels=64, head_channels=64, ins_convs=2, cate_convs=2, mask_branch_channels=32,
+                   mask_feat_channels=32, num_groups=8, num_grids=(40, 36, 24, 16, 12),
+                   scale_ranges=_scaled_ranges(SOLOV2_REFERENCE_RANGES, REAL_SCALE)),
+    "condinst": {"fpn_channels": 64, "num_tower_convs": 2, "mask_branch_channels": 32, "mask_branch_num_convs": 2,
+                 "sizes_of_interest": (64, 128, 256, 512)},
+    "uniinst": {"fpn_channels": 64, "num_tower_convs": 2, "mask_branch_channels": 32, "mask_branch_num_convs": 2,
+                "sizes_of_interest": (64, 128, 256, 512)},
+    "maskrcnn": {"fpn_channels": 64, "anchor_sizes": (32, 64, 128, 256, 512), "rpn_pre_nms_top_n_train": 600,
+                 "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
+                 "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128, "representation_size": 128,
+                 "mask_head_channels": 32, "mask_head_num_convs": 2, "nms_pre": 200},
+    "casnet": dict(fpn_channels=32, fuse_channels=32, head_channels=32, head_convs=2, num_groups=8, seed_thr=0.1),
+}
+
+
+def method_overrides(method_cfg) -> dict:
+    """The real profile's overrides for a method config (by its registered ``name``; presets of a method, e.g.
+    the improved SOLOv2, get their base method's)."""
+    over = dict(_COMMON)
+    over.update(METHOD_OVERRIDES.get(method_cfg.name, {}))
+    return over
+
+
+def rule_note() -> str:
+    """The object-size rule, quoted in reports of real-profile runs."""
+    return (f"Real profile: short side {TRAIN_SHORT_SIDES[0]}-{TRAIN_SHORT_SIDES[-1]} px in training (test "
+            f"{TEST_SHORT_SIDE}, long side <= {MAX_SIZE}), flips; object sizes in the reference's units: CondInst / "
+            "UniInst sizes of interest 64/128/256/512 px (8 x stride) and Mask R-CNN anchors 32-512 px kept, "
+            f"SOLOv2's scale ranges (relative to the image) = reference x {REAL_SCALE:.2f} ({TEST_SHORT_SIDE} / "
+            f"{REFERENCE_SHORT_SIDE}): {_scaled_ranges(SOLOV2_REFERENCE_RANGES, REAL_SCALE)}, grids 40/36/24/16/12.")

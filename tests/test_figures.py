@@ -1,0 +1,72 @@
+"""Saved predictions, training curves and the report figures drawn from them (harness.curves, harness.figures)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.curves import CurveLog, loss_curve_figure, publish_curves, published, read_curve
+from harness.figures import qualitative_figure, report_figures
+from harness.predictions import predictions_name
+
+
+def test_curve_log_one_row_per_iteration_and_resume_drops_later_rows(tmp_path):
+    path = tmp_path / "train_curve.csv"
+    log = CurveLog(path)
+    for it in range(1, 8):
+        log.log(it, 0.01 * it, {"loss_a": torch.tensor(1.0 / it), "loss_b": torch.tensor(2.0)})
+    rows = read_curve(path)
+    assert [r["iter"] for r in rows] == list(range(1, 8))
+    assert rows[1]["loss"] == pytest.approx(2.5) and rows[1]["lr"] == pytest.approx(0.02)
+    CurveLog(path, start_iter=4).log(5, 0.5, {"loss_a": 0.0, "loss_b": 0.0})  # resumed from the iteration-4 checkpoint
+    assert [r["iter"] for r in read_curve(path)] == [1, 2, 3, 4, 5]
+    run = tmp_path / "run"
+    run.mkdir()
+    path.rename(run / "train_curve.csv")
+    (run / "ap_curve.json").write_text(json.dumps([{"iter": 5, "AP": 1.0}]))
+    publish_curves(run, tmp_path / "curves", "r1")
+    loss, ap = published(tmp_path / "curves", "r1")
+    assert [r["iter"] for r in loss] == [5] and ap == [{"iter": 5, "AP": 1.0}]
+    assert published(tmp_path / "curves", "nope") == ([], [])
+    from matplotlib.figure import Figure
+    loss_curve_figure({"m": (loss, ap)})(Figure())
+
+
+def test_predictions_file_name():
+    assert predictions_name("solov2[matrix]", 2) == "predictions-solov2_matrix-s2.json"
+
+
+def test_figures_without_saved_files_give_notes_not_errors():
+    recs = [{"variant": "solov2", "method": "solov2", "seed": 0, "run_id": "x", "data": {"dataset": "shapes-coco"},
+             "config": {}}]
+    draw, _, _, notes = qualitative_figure(recs)
+    assert draw is None and "no saved predictions" in notes[0]
+    figs, notes = report_figures(recs)
+    assert figs == [] and len(notes) == 2
+
+
+@pytest.mark.slow
+def test_real_pennfudan_smoke_end_to_end(tmp_path, monkeypatch, shared_data):
+    """The study at the smoke profile: predictions kept, qualitative + curve figures drawn, reports regenerate
+    byte for byte from the saved files."""
+    if not (shared_data / "pennfudan" / "PedMasks").is_dir():
+        pytest.skip("Penn-Fudan not in the shared data")
+    from harness.studies import regenerate_reports, run_study
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "shared").symlink_to(shared_data.parent)
+    monkeypatch.chdir(tmp_path / "repo")
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    md, _ = run_study("real_pennfudan", profile="smoke", seeds=1, progress=False, variants=["solov2", "oracle"])
+    recs = [json.loads(x) for x in Path("results/real_pennfudan/runs.jsonl").read_text().splitlines()]
+    assert {r["variant"] for r in recs} == {"solov2[matrix]", "solov2[none]", "oracle"}
+    assert all(Path(r["data"]["predictions"]).is_file() for r in recs)
+    assert all(r["data"]["stats"]["split_rule"].startswith("val iff crc32") for r in recs)
+    text = Path(md).read_text()
+    assert "real_pennfudan_qualitative.png" in text and "real_pennfudan_curves.png" in text
+    assert "Missing" in text and "uniinst: seeds 0, 1, 2" in text
+    files = sorted(Path("reports").iterdir())
+    first = [p.read_bytes() for p in files]
+    regenerate_reports(["real_pennfudan"])
+    assert [p.read_bytes() for p in files] == first
