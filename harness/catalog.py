@@ -11,11 +11,12 @@ from pathlib import Path
 METHODS = ("casnet", "condinst", "maskrcnn", "oracle", "oracle_ceiling", "oracle_jitter", "solov2", "solov2_improved",
            "uniinst")
 """``methods.available()``: registered methods and presets."""
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "paper", "real")
 """``harness.config.PROFILES``."""
 POSTPROCESS = ("matrix", "matrix_linear", "mask", "box", "fast", "none", "default")
 """``methods.config.PostProcess``."""
-DATASET_SPECS = ("shapes-coco", "shapes-ochuman", "shapes-street", "coco:ANN.json:IMGDIR", "ochuman:ANN.json:IMGDIR")
+DATASET_SPECS = ("shapes-coco", "shapes-ochuman", "shapes-street", "coco:ANN.json:IMGDIR", "ochuman:ANN.json:IMGDIR",
+                 "pennfudan:ROOT", "masks:IMGDIR:MASKDIR[:CLASSNAME]")
 """``harness.data.VALID_SPECS``."""
 SYNTHETIC_PRESETS = ("shapes-coco", "shapes-ochuman", "shapes-street")
 """``harness.data.synthetic.PRESETS``."""

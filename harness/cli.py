@@ -210,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    from harness import cli_data, cli_eval, cli_validity, gpu_check
+    from harness import cli_data, cli_eval, cli_gpu, cli_validity
     cli_data.register(sub)
     cli_validity.register(sub)
-    gpu_check.register(sub)
+    cli_gpu.register(sub)
     ev = cli_eval.register(sub)
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="with --run: config override, e.g. --set method.score_thr=0.05")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soft", action="store_true", help="also the soft stride-4 variant (area fractions kept)")
     p.set_defaults(func=cmd_ceiling)
 
-    from harness.config import PROFILES
+    from harness.catalog import PROFILES
     p = sub.add_parser("validity", help="positives per GT and representation ceilings of every method at a profile "
                                         "-> reports/validity.md")
     p.add_argument("--profile", default="quick", choices=PROFILES)

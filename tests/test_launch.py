@@ -115,7 +115,7 @@ def test_slurm_dry_run_prints_one_array_and_every_job(tmp_path):
                    "--timeout-min", "1440", "--array-parallelism", "8")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == "slurm array 'segbench-ablation_table1': 24 job(s), at most 8 running at once"
+    assert lines[0] == "slurm array 'segbench-ablation_table1@paper': 24 job(s), at most 8 running at once"
     assert "2 node(s) x 8 GPU(s), 8 task(s) per node (16 process(es), one run trained with torch.distributed" \
         in lines[1]
     assert "10 CPU(s) per task, partition gpu, time limit 1440 min" in lines[1]
