@@ -127,7 +127,8 @@ def cmd_study(args) -> int:
     if args.readings:
         from harness.readings import run_readings
         out = run_readings(args.name, seeds=args.seeds, progress=not args.no_progress, overrides=args.overrides,
-                           only_report=args.report_only, shard=(i, n), profile=args.profile)
+                           only_report=args.report_only, shard=(i, n), profile=args.profile,
+                           variants=[v.strip() for v in (args.variants or "").split(",") if v.strip()] or None)
         if out:
             print(f"wrote: {out[0]}")
         return 0

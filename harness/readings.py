@@ -133,7 +133,8 @@ def readings_name(study_name: str) -> str:
 
 
 def run_readings(name: str, *, seeds: int | None = None, progress: bool = True, overrides=None,
-                 only_report: bool = False, shard: tuple[int, int] = (0, 1), profile: str | None = None):
+                 only_report: bool = False, shard: tuple[int, int] = (0, 1), profile: str | None = None,
+                 variants: list[str] | None = None):
     """Train / evaluate what ``study NAME --readings`` needs and write ``reports/<NAME>_readings.md``.
 
     Raises:
@@ -153,12 +154,15 @@ def run_readings(name: str, *, seeds: int | None = None, progress: bool = True, 
     rname = readings_name(study.name)
     jobs = reading_variants(study, claims)
     n_seeds = seeds if seeds is not None else study.seeds
+    unknown = [v for v in (variants or []) if v not in {j[0].name for j in jobs}]
+    if unknown:
+        raise KeyError(f"--readings has no variant {unknown[0]!r}; its variants: {', '.join(j[0].name for j in jobs)}")
     if not only_report:
         k = 0
         for seed in range(n_seeds):
             for j, (v, _label, c) in enumerate(jobs):
                 k += 1
-                if shard_of(j, seed, shard[1]) != shard[0]:
+                if shard_of(j, seed, shard[1]) != shard[0] or (variants and v.name not in variants):
                     continue
                 cfg = make_config(v.method, study.profile, dataset=c.dataset or study.dataset,
                                   val_dataset=None if c.dataset else (study.val_dataset or None), seed=seed,
