@@ -178,6 +178,10 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
     out = Outcome()
     pending = list(jobs)
     running: dict[subprocess.Popen, tuple[Job, Path]] = {}
+
+    def on_term(signum, frame):  # SIGTERM (a scheduler, `timeout`) stops the children as Ctrl-C does
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         while pending or running:
             while pending and len(running) < n:
@@ -210,6 +214,8 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
         log(f"interrupted: stopping {len(running)} running job(s)")
         stop_children(list(running))
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return out
 
 
