@@ -260,3 +260,16 @@ def test_compare_through_the_pool_matches_a_sequential_compare(tmp_path):
         (tmp_path / "sequential" / "results" / "cmp" / "compare.json").read_text()
     assert _without_wall_clock((tmp_path / "local" / "reports" / "cmp.md").read_text()) == \
         _without_wall_clock((tmp_path / "sequential" / "reports" / "cmp.md").read_text())
+
+
+def test_gpus_are_handed_out_one_per_job_and_shared_only_when_all_are_busy(monkeypatch):
+    from harness.launch import _free_gpus, visible_gpus
+    assert _free_gpus(["0", "1", "2"], {"0"}, 1) == ["1"]
+    assert _free_gpus(["0", "1"], {"0", "1"}, 1) == ["0"]
+    assert _free_gpus(["0", "1", "2", "3"], {"1"}, 2) == ["0", "2"]
+    assert _free_gpus([], set(), 0) == []
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"]
