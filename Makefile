@@ -18,7 +18,7 @@ endef
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
-	gpu-check
+	ablation-table1-readings casnet-table1-readings validity gpu-check
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -59,6 +59,14 @@ coco-real:
 
 ablation-table1:
 	$(call run_study,ablation_table1)
+# Table 1's claims under every open reading of CSPAM and AML (harness/readings.py), AML also on shapes-ochuman
+ablation-table1-readings:
+	$(PYTHON) -m harness study ablation_table1 --readings $(if $(SEEDS),--seeds $(SEEDS))
+casnet-table1-readings:
+	$(PYTHON) -m harness study casnet_table1 --readings $(if $(SEEDS),--seeds $(SEEDS))
+# positives per GT and representation ceilings of every method at a profile -> reports/validity.md
+validity:
+	$(PYTHON) -m harness validity --profile $(or $(PROFILE),quick)
 ablation-table2:
 	$(call run_study,comparison_table2)
 ablation-table3:

@@ -5,12 +5,16 @@ and at the quick profile the literal reading ("+CSPAM" in ``ablation_table1``) l
 study separates the candidates, each a single change on the SOLOv2 baseline, same profile and seeds as
 Table 1 (the baseline and "+CSPAM" runs are shared with ``ablation_table1``):
 
-* "+CSPAM": the paper's reading (``cspam_theta_on="reduced"``): theta scales the reduced map T1, so at
-  initialisation the stage output is replaced by the attention path T2 alone, which passes a C/8-channel
-  bottleneck.  With the quick profile's narrow ResNet (C3 = 32, C4 = 64 channels) that is 4 and 8
-  channels; with the paper's ResNet-50 (512, 1024) it is 64 and 128.
-* "+CSPAM (theta on attention)": DANet's placement (``cspam_theta_on="attention"``): the module starts
-  as the reduced map T1 (still C/8 channels, the rest zeros) and learns how much attention to add.
+* "+CSPAM": the default reading (``cspam_theta_on="residual"``, PyTorch's init of the PAM convs): DANet /
+  SAGAN's identity-at-initialisation residual X + theta * concat(T1, T2), theta = 0, so the block starts as
+  the plain CSP stages and learns how much attention to add.
+* "+CSPAM (literal: theta on T1)": the paper's sentence read literally (``cspam_theta_on="reduced"``, the
+  backbone's kaiming init on the PAM convs, the build of this row until 2026-12-02): theta scales the
+  reduced map T1, so at initialisation the stage output is replaced by the attention path T2 alone, which
+  passes a C/8-channel bottleneck.  With the quick profile's narrow ResNet (C3 = 32, C4 = 64 channels)
+  that is 4 and 8 channels; with the paper's ResNet-50 (512, 1024) it is 64 and 128.
+* "+CSPAM (theta on attention)": ``cspam_theta_on="attention"``: the module starts as the reduced map T1
+  (still C/8 channels, the rest zeros) and learns how much attention to add.
 * "+CSPAM (no PAM)": the cross-stage partial stages with Mish alone (``cspam_pam_after=()``).
 """
 from __future__ import annotations
@@ -35,9 +39,12 @@ VARIANTS = (
                                            "method.use_aml=false")),
     Variant("+CSPAM", "solov2", overrides=("method.use_cspam=true", "method.use_twfpn_csmf=false",
                                            "method.use_aml=false")),
+    Variant("+CSPAM (literal: theta on T1)", "solov2",
+            overrides=("method.use_cspam=true", "method.use_twfpn_csmf=false", "method.use_aml=false",
+                       "method.cspam_theta_on=reduced", "method.cspam_pam_init=kaiming")),
     Variant("+CSPAM (theta on attention)", "solov2",
             overrides=("method.use_cspam=true", "method.use_twfpn_csmf=false", "method.use_aml=false",
-                       "method.cspam_theta_on=attention")),
+                       "method.cspam_theta_on=attention", "method.cspam_pam_init=kaiming")),
     Variant("+CSPAM (no PAM)", "solov2",
             overrides=("method.use_cspam=true", "method.use_twfpn_csmf=false", "method.use_aml=false",
                        "method.cspam_pam_after=[]")),
@@ -51,8 +58,9 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     table = paper_vs_ours(df, PAPER, ["AP", "APs"], names, baseline=BASELINE)
     rows = []
     for a, b, what in (("+CSPAM (no PAM)", BASELINE, "CSP stages + Mish, no attention"),
-                       ("+CSPAM", "+CSPAM (no PAM)", "the PAM as the paper reads (theta on T1)"),
-                       ("+CSPAM (theta on attention)", "+CSPAM (no PAM)", "the PAM with DANet's theta")):
+                       ("+CSPAM", "+CSPAM (no PAM)", "the PAM as a residual (default reading)"),
+                       ("+CSPAM (literal: theta on T1)", "+CSPAM (no PAM)", "the PAM as the sentence reads literally"),
+                       ("+CSPAM (theta on attention)", "+CSPAM (no PAM)", "the PAM with theta on T2")):
         d, hw, p = diff_stats(df[df["variant"] == a]["AP"].tolist(), df[df["variant"] == b]["AP"].tolist())
         rows.append({"change": what, "rows": f"{a} − {b}", "ΔAP (ours)": fmt_diff(d, hw, p)})
     notes = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments._casnet_common import NOTE_SCALE, SEPARATED_NOTE, casnet_variants
+from harness.readings import ReadingClaim
 from harness.studies import (
     ReportSpec,
     Study,
@@ -38,6 +39,13 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     return ReportSpec(tables=[("Instance segmentation: paper vs ours", table), ("Claims", claims)], notes=notes,
                       figure=default_report(study, [r for r in records if r["variant"] != "semantic model"]).figure)
 
+
+# `python -m harness study casnet_table1 --readings`: the box-probability loss (both rows trained with it) and the
+# seed threshold (inference only, the same weights), harness/readings.py
+READING_CLAIMS = (
+    ReadingClaim("separated training beats joint training (mask AP)", "casnet (separated)", "casnet (joint)", "AP",
+                 3.5, ("prob_loss", "seed_thr"), apply_to_baseline=True),
+)
 
 STUDY = Study(name="casnet_table1", title="CASNet Table I: instance segmentation", source="casnet.md, Table I",
               variants=VARIANTS, dataset="shapes-street", profile="quick", seeds=3, paper_numbers=PAPER,

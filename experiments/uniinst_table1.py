@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from experiments._compute import EQUAL_FLOPS_MASKRCNN, EQUAL_FLOPS_NAME
 from experiments._uniinst_common import NMS_KIND, NOTE_SCALE, TABLE1_METHODS, available
-from harness.studies import ReportSpec, Study, Variant, diff_stats, fmt_diff, fmt_signed_ci, records_frame
+from harness.studies import (
+    ReportSpec,
+    Study,
+    Variant,
+    diff_stats,
+    fmt_diff,
+    fmt_signed_ci,
+    health_verdict,
+    records_frame,
+)
 from harness.verdicts import verdict
 
 PAPER = {  # AP w/ NMS, w/o NMS; AR w/ NMS, w/o NMS
@@ -19,13 +29,17 @@ PAPER = {  # AP w/ NMS, w/o NMS; AR w/ NMS, w/o NMS
     "uniinst": (38.5, 38.3, 53.2, 54.4),
 }
 METHODS = available(TABLE1_METHODS)
-VARIANTS = tuple(Variant(name=m, method=m, postprocess=(NMS_KIND[m], "none")) for m in METHODS)
+# row name -> method: every method at equal iterations, and Mask R-CNN at the single-stage methods' training FLOPs
+ROWS = {m: m for m in METHODS} | ({EQUAL_FLOPS_NAME: "maskrcnn"} if "maskrcnn" in METHODS else {})
+VARIANTS = tuple(Variant(name=m, method=m, postprocess=(NMS_KIND[m], "none")) for m in METHODS) + tuple(
+    Variant(name=EQUAL_FLOPS_NAME, method="maskrcnn", postprocess=(NMS_KIND["maskrcnn"], "none"),
+            overrides=EQUAL_FLOPS_MASKRCNN) for _ in ROWS if _ == EQUAL_FLOPS_NAME)
 
 
 def _paired(df: pd.DataFrame, m: str, metric: str) -> list[float]:
     """Per-seed (w/o NMS - w/ NMS) of ``metric`` for method m (paired by seed: same trained weights)."""
     a = df[df["variant"] == f"{m}[none]"].set_index("seed")[metric]
-    b = df[df["variant"] == f"{m}[{NMS_KIND[m]}]"].set_index("seed")[metric]
+    b = df[df["variant"] == f"{m}[{NMS_KIND[ROWS[m]]}]"].set_index("seed")[metric]
     common = sorted(set(a.index) & set(b.index))
     return [float(a[s] - b[s]) for s in common]
 
@@ -35,11 +49,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     from harness.stats import mean_ci
     df = records_frame(records, metrics=("AP", "AR100"))
     rows, drops = [], {}
-    for m in METHODS:
-        row = {"method": m, "NMS": NMS_KIND[m]}
-        p = PAPER.get(m)
+    for m in ROWS:
+        row = {"method": m, "NMS": NMS_KIND[ROWS[m]]}
+        p = PAPER.get(ROWS[m])
         for metric, (pw, pwo) in (("AP", p[:2]), ("AR100", p[2:])):
-            w = df[df["variant"] == f"{m}[{NMS_KIND[m]}]"][metric].tolist()
+            w = df[df["variant"] == f"{m}[{NMS_KIND[ROWS[m]]}]"][metric].tolist()
             wo = df[df["variant"] == f"{m}[none]"][metric].tolist()
             d = _paired(df, m, metric)
             if metric == "AP":
@@ -53,15 +67,16 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         rows.append(row)
     claims = []
     if "uniinst" in drops:
-        for m in [x for x in METHODS if x != "uniinst"]:
+        for m in [x for x in ROWS if x != "uniinst"]:
             if not drops.get(m):
                 continue
             # is UniInst's AP loss smaller than method m's? (difference of paired drops, Welch)
             d, hw, p = diff_stats(drops["uniinst"], drops[m])
-            paper_d = (PAPER["uniinst"][1] - PAPER["uniinst"][0]) - (PAPER[m][1] - PAPER[m][0])
+            paper_d = (PAPER["uniinst"][1] - PAPER["uniinst"][0]) - (PAPER[ROWS[m]][1] - PAPER[ROWS[m]][0])
+            rows_of = [v for v in df["variant"].unique() if v.split("[")[0] in ("uniinst", m)]
             claims.append({"claim (paper)": f"UniInst loses less AP without NMS than {m} (Δ_uniinst − Δ_{m})",
                            "paper": f"{paper_d:+.1f}", "ours": fmt_diff(d, hw, p),
-                           "verdict": verdict(d, hw, p, paper_d)})
+                           "verdict": health_verdict(df, rows_of) or verdict(d, hw, p, paper_d)})
         m_u, hw_u = mean_ci(drops["uniinst"])
         small = hw_u is not None and hw_u == hw_u and abs(m_u) + hw_u < 2.0
         claims.append({"claim (paper)": "UniInst's own loss without NMS is small (paper: −0.2 AP)",
@@ -75,11 +90,11 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
 
     def figure(fig):
         ax = fig.add_subplot(1, 1, 1)
-        names = [m for m in METHODS if drops.get(m)]
+        names = [m for m in ROWS if drops.get(m)]
         ours = [mean_ci(drops[m]) for m in names]
         ax.barh(names, [o[0] for o in ours], xerr=[(o[1] if o[1] == o[1] and o[1] else 0) for o in ours],
                 color="#4C72B0", capsize=3, label="ours (95% CI)")
-        ax.scatter([PAPER[m][1] - PAPER[m][0] for m in names], names, marker="x", color="#C44E52", zorder=3,
+        ax.scatter([PAPER[ROWS[m]][1] - PAPER[ROWS[m]][0] for m in names], names, marker="x", color="#C44E52", zorder=3,
                    label="paper")
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_xlabel("AP change when NMS is removed (points)")

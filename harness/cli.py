@@ -106,6 +106,9 @@ def cmd_compare(args) -> int:
 def cmd_study(args) -> int:
     from harness.studies import run_study
     if args.launcher != "local" or args.jobs > 1 or args.dry_run:
+        if args.readings:
+            print("error: --readings runs in this process (no --launcher / --jobs / --dry-run)", file=sys.stderr)
+            return 2
         from harness.launch import launch_study
         return launch_study(args)
     try:
@@ -115,6 +118,13 @@ def cmd_study(args) -> int:
     except ValueError:
         print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
         return 2
+    if args.readings:
+        from harness.readings import run_readings
+        out = run_readings(args.name, seeds=args.seeds, progress=not args.no_progress, overrides=args.overrides,
+                           only_report=args.report_only, shard=(i, n), profile=args.profile)
+        if out:
+            print(f"report: {out[0]}")
+        return 0
     run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
               variants=[v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None)
@@ -172,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="run only shard I of N of the (variant, seed) runs (variants rotate over the shards from "
                    "seed to seed), to share a study between processes")
+    p.add_argument("--readings", action="store_true",
+                   help="run the study's claims under every open reading (harness/readings.py) -> "
+                        "reports/<study>_readings.md")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
     p.add_argument("--no-progress", action="store_true")
@@ -183,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="study names (default: every study with records)")
     p.set_defaults(func=cmd_report)
 
-    from harness import cli_data, cli_eval, gpu_check
+    from harness import cli_data, cli_eval, cli_validity, gpu_check
     cli_data.register(sub)
+    cli_validity.register(sub)
     gpu_check.register(sub)
     ev = cli_eval.register(sub)
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

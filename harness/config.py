@@ -20,6 +20,41 @@ from methods.config import COMMON_PROFILE_OVERRIDES, MethodConfig
 
 PROFILES = ("smoke", "quick", "paper")
 
+# How each profile scales every method's object-size hyper-parameters (issue 13).  The rule: a hyper-parameter
+# the reference code defines in units of the feature stride keeps its reference value in those units at every
+# profile (the strides do not change with the image, so neither does it); one the reference defines in input
+# pixels against object sizes scales with the profile's object sizes, i.e. with the canvas (quick: 128 px, whose
+# synthetic objects are COCO's relative sizes at a 256-px long side, harness.data.synthetic); counts of grid cells
+# keep each level's cell at or below the smallest object of its range.  Each report's notes repeat the rules of
+# the methods it shows (``scale_rules_note``).
+SCALE_RULES: dict[str, str] = {
+    "solov2": "SOLOv2 (scale_ranges in input px against sqrt(box area), num_grids S per level): scaled with the "
+              "object sizes, ranges = reference / 4 at quick (1-24 .. 96-2048 px), / 8 at smoke; S = (16, 12, 8, 6, "
+              "4) keeps each cell (8-32 px) at or below its range's smallest object, as the reference's 20 px cells "
+              "at 800 px; sigma (0.2, relative to the box) unchanged.",
+    "condinst": "CondInst (FCOS sizes of interest): 8 x stride of P3-P6 = (64, 128, 256, 512) px at every profile "
+                "(AdelaiDet), relative coordinates divided by them; centre sampling 1.5 strides.",
+    "uniinst": "UniInst (OYOR): no size ranges; candidates and relative coordinates in strides, unchanged.",
+    "casnet": "CASNet: centre area 1.5 output cells (stride 4), unchanged; no size ranges.",
+    "maskrcnn": "Mask R-CNN (anchor sizes in input px, matched to boxes by IoU): scaled with the object sizes, "
+                "(8, 16, 32, 64, 128) px at quick = reference (32 .. 512) / 4, / 8 at smoke; aspect ratios and IoU "
+                "thresholds unchanged.",
+}
+
+
+def scale_rules_note(method_names) -> str:
+    """The ``SCALE_RULES`` of the methods in ``method_names`` (registry or preset names), as one report note."""
+    import methods as _m
+    base = []
+    for n in method_names:
+        b = _m.PRESETS[n][0] if n in _m.PRESETS else n
+        if b in SCALE_RULES and b not in base:
+            base.append(b)
+    if not base:
+        return ""
+    return ("Object-size hyper-parameters per profile (harness.config.SCALE_RULES: stride-unit ones keep their "
+            "reference values, pixel ones scale with the objects): " + " ".join(SCALE_RULES[b] for b in base))
+
 
 class ConfigError(ValueError):
     """A bad ``--set`` override, profile or key: a usage error (the CLI exits with code 2)."""
@@ -87,6 +122,9 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda".
         deterministic: ``torch.use_deterministic_algorithms`` (for bit-reproducible resume tests).
         threads: torch intra-op threads (0 = torch's default).
+        health_eval_images: run health (``harness.health``): mask AP on the first this-many val images at the
+            fractions ``health_points`` of the schedule (0 = off).  Not part of the run's hash.
+        health_points: fractions of ``max_iter`` at which the health AP is measured.
     """
 
     max_iter: int = 1000
@@ -104,8 +142,13 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = False
     threads: int = 0
+    health_eval_images: int = 100
+    health_points: tuple[float, ...] = (0.5, 0.75, 1.0)
 
     def __post_init__(self) -> None:
+        if self.health_eval_images < 0 or any(not 0 < p <= 1 for p in self.health_points):
+            raise ValueError(f"train.health_eval_images must be >= 0 and train.health_points in (0, 1], got "
+                             f"{self.health_eval_images} / {self.health_points}")
         if self.max_iter <= 0 or self.batch_size <= 0:
             raise ValueError("train.max_iter and train.batch_size must be > 0")
         if self.base_lr <= 0:
@@ -185,7 +228,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
         return (DataConfig(train_images=8, val_images=4, image_size=64, train_short_sides=(64,),
                            test_short_side=64),
                 TrainConfig(max_iter=4, batch_size=2, base_lr=0.01, warmup_iters=2, steps=(3,),
-                            checkpoint_period=2, device="cpu"),
+                            checkpoint_period=2, device="cpu", health_eval_images=2),
                 EvalConfig(),
                 TimingConfig(device="cpu", warmup_iters=1, num_images=2))
     if profile == "quick":
@@ -207,7 +250,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
                            train_short_sides=(640, 672, 704, 736, 768, 800), test_short_side=800,
                            max_size=1333, num_workers=4),
                 TrainConfig(max_iter=90000, batch_size=2, base_lr=0.01, warmup_iters=1000,
-                            steps=(60000, 80000), checkpoint_period=5000, device="cuda"),
+                            steps=(60000, 80000), checkpoint_period=5000, device="cuda", health_eval_images=500),
                 EvalConfig(),
                 TimingConfig(device="cuda", warmup_iters=5, num_images=2000))
     raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
@@ -382,7 +425,8 @@ def train_hash(cfg: ExperimentConfig) -> str:
     defaults = {f.name: f.default for f in fields(mcls)}
     skip |= {f"method.{f}" for f in mcls.HASH_OMIT_AT_DEFAULT if getattr(cfg.method, f) == defaults[f]}
     skip |= {"method.postprocess", "method.max_per_img", "train.device", "train.threads", "data.num_workers",
-             "data.val_dataset", "data.val_images", "data.test_short_side"}
+             "data.val_dataset", "data.val_images", "data.test_short_side", "train.health_eval_images",
+             "train.health_points"}
     flat = {k: v for k, v in to_flat(cfg).items()
             if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
     from harness.data.synthetic import generator_version

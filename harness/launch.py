@@ -98,8 +98,8 @@ def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = Non
     Raises:
         KeyError: unknown study, or a variant not in the study (the message lists its variants).
     """
-    from harness.studies import load_study
-    study = load_study(name)
+    from harness.studies import at_profile, load_study
+    study = at_profile(load_study(name), profile)  # another profile than the study's: "<name>@<profile>"
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
@@ -457,7 +457,7 @@ def launch_study(args, log=_say) -> int:
     Returns the exit code: 0 when every job succeeded (the report is written), 1 when some failed (the report of
     what is recorded is written too, marked incomplete), 2 for bad usage.
     """
-    from harness.studies import load_study, write_study_report
+    from harness.studies import at_profile, load_study, write_study_report
     if args.jobs < 1 or args.nodes < 1 or args.gpus_per_job < 0:
         log("error: --jobs and --nodes must be >= 1")
         return 2
@@ -466,7 +466,7 @@ def launch_study(args, log=_say) -> int:
     threads = job_threads(args)
     jobs = study_jobs(args.name, profile=args.profile, seeds=args.seeds, overrides=args.overrides,
                       variants=variants, threads=threads, progress=False)
-    study = load_study(args.name)
+    study = at_profile(load_study(args.name), args.profile)
     opts = SlurmOptions(partition=args.partition, nodes=args.nodes, gpus_per_job=args.gpus_per_job,
                         cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,
                         array_parallelism=args.array_parallelism)

@@ -211,6 +211,29 @@ def existing_keys(path: Path, current_weights: dict[str, str] | None = None) -> 
             if r.get("run_id") not in current_weights or _weights_of(r) == current_weights[r.get("run_id")]}
 
 
+def _diagnostics(final: dict, cfg: ExperimentConfig) -> dict:
+    """The run's health diagnostics (``harness.health``) plus the ceiling of its representation on ``cfg``'s val data.
+
+    Runs trained before the diagnostics existed have none: ``{"recorded": False}`` then (ceiling still given).
+    """
+    from harness.ceiling import ceiling_ap
+    from harness.cost import train_gflops_per_iter
+    diag = dict(final.get("diagnostics") or {"recorded": False})
+    try:  # training compute: FLOPs of one iteration (forward + backward) x the iterations trained
+        diag["train_gflops_per_iter"] = train_gflops_per_iter(cfg)
+        diag["train_pflops"] = diag["train_gflops_per_iter"] * int(final.get("iterations") or 0) / 1e6
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:
+        diag["train_gflops_per_iter"] = None
+        diag["cost_error"] = str(e)
+    try:
+        diag["ceiling"] = ceiling_ap(cfg)
+        diag["ceiling_kind"] = "representation"  # soft stride-4 / 28x28 RoI (harness.ceiling.ceiling_ap)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:  # a dataset the oracle cannot read
+        diag["ceiling"] = None
+        diag["ceiling_error"] = str(e)
+    return diag
+
+
 def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess: list[str] | None = None,
                 do_time: bool = True, progress: bool = True, results_root: Path | None = None,
                 protocol: str = "coco", force: bool = False, panoptic: bool = False,
@@ -305,7 +328,8 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                   "generator_version": generator_version(cfg.data.dataset, val_ds.name)},
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
-                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid},
+                   "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid,
+                   **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {})},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)
         append_record(path, rec, unique_by=_unique_key)
         keys.add(_record_key(rec))

@@ -9,6 +9,7 @@ byte-identically from committed records.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import shlex
 from collections.abc import Callable
@@ -82,7 +83,12 @@ class Study:
 
 
 def load_study(name: str) -> Study:
-    """``experiments.<name>.STUDY``. Raises KeyError listing the known studies."""
+    """``experiments.<name>.STUDY``; ``<name>@<profile>`` is that study at another profile (``at_profile``).
+
+    Raises KeyError listing the known studies."""
+    if "@" in name:
+        base, _, profile = name.partition("@")
+        return at_profile(load_study(base), profile)
     mod_name = name.replace("-", "_")
     try:
         mod = importlib.import_module(f"experiments.{mod_name}")
@@ -91,6 +97,23 @@ def load_study(name: str) -> Study:
             raise
         raise KeyError(f"unknown study {name!r}; known: {', '.join(known_studies())}") from None
     return mod.STUDY
+
+
+def at_profile(study: Study, profile: str | None) -> Study:
+    """``study`` run at ``profile``: when that is not the study's own profile, a study named ``<name>@<profile>``
+    whose records and report live apart (``results/<name>@<profile>/``, ``reports/<name>@<profile>.md``), so that
+    records of one profile never enter another profile's table (e.g. ``make ablation-table1 PROFILE=smoke``).
+
+    Raises KeyError for an unknown profile."""
+    from dataclasses import replace
+
+    from harness.config import PROFILES
+    if profile is None or profile == study.profile:
+        return study
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    base = study.name.partition("@")[0]
+    return replace(study, name=f"{base}@{profile}", profile=profile)
 
 
 def known_studies() -> list[str]:
@@ -120,7 +143,7 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     each with ``--set train.threads=1``) share a study; records are appended under a file lock.
     Only shard 0 writes the report (after its own runs; run ``report`` again once all shards finish).
     """
-    study = load_study(name)
+    study = at_profile(load_study(name), profile)
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
@@ -191,9 +214,15 @@ def study_records(study_name: str) -> list[dict]:
     path = records_path(study_name)
     if not path.is_file():
         return []
+    try:  # records of another profile than the study's never enter its report
+        own_profile = load_study(study_name).profile
+    except KeyError:  # a comparison (``compare --study``): no profile of its own
+        own_profile = None
     latest: dict[tuple, dict] = {}
     for r in read_records(path):
         if is_stale_synthetic(r):
+            continue
+        if own_profile is not None and (r.get("config") or {}).get("profile", own_profile) != own_profile:
             continue
         key = (r["variant"], r["seed"], (r.get("config") or {}).get("method.postprocess"),
                (r.get("data") or {}).get("dataset"), (r.get("data") or {}).get("protocol"), r.get("kind"))
@@ -246,6 +275,41 @@ def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
             "and evaluates the missing runs of the current settings."]
 
 
+# config keys that never decide a run's weights (or that differ by design within a variant)
+_NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_workers", "data.val_dataset",
+                 "data.val_images", "data.test_short_side", "method.num_classes")
+
+
+def mixed_config_note(records: list[dict]) -> list[str]:
+    """A warning when one row of a study rests on runs of different training configs (beyond the seed).
+
+    E.g. a method default that changed (CSPAM's reading, 2026-12-02) while only some seeds were run again: each
+    (variant, seed) shows its newest record, so the row would silently average two builds.  Inference-only
+    fields (``INFERENCE_ONLY``: post-processing, thresholds) are left out.
+    """
+    import methods
+    by_variant: dict[str, dict[str, set]] = {}
+    for r in records:
+        c = r.get("config") or {}
+        mcls = methods.METHODS.get(c.get("method.name"))
+        inf = {f"method.{f}" for f in (mcls.Config.INFERENCE_ONLY if mcls is not None else ())}
+        keys = by_variant.setdefault(r["variant"].split("[")[0], {})
+        for k, v in c.items():
+            if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf:
+                keys.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+        for k in keys:  # a key some records lack (written by newer code only) counts as a difference
+            if k not in c:
+                keys[k].add("(absent)")
+    out = []
+    for variant, keys in by_variant.items():
+        diff = sorted(k for k, vals in keys.items() if len(vals) > 1 and k not in SCHEDULE_KEYS)
+        if diff:
+            out.append(f"Mixed configs: row '{variant}' combines runs that differ in {', '.join(diff[:6])}"
+                       f"{' ...' if len(diff) > 6 else ''} (records made before a default changed); its numbers "
+                       "average two builds until every seed is run again.")
+    return out
+
+
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
@@ -257,10 +321,11 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
-    status += mixed_schedule_note(study, records)
+    status += mixed_schedule_note(study, records) + mixed_config_note(records)
     notes = (status + [f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + compute_notes(records))
-    return write_report(study.name, spec.tables, notes, spec.figure, title=study.title,
+             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE])
+    tables = list(spec.tables) + [("Run health", run_health_table(records))]
+    return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}")
 
 
@@ -279,8 +344,145 @@ def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
         row["FPS"] = t.get("fps")
         row["params (M)"] = r["params"] / 1e6 if r.get("params") is not None else None
         row["GFLOPs"] = r["flops"] / 1e9 if r.get("flops") else None
+        row["health"] = record_health(r)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def record_ceiling(rec: dict) -> float | None:
+    """The representation ceiling of a record's run on its val data: ``train.diagnostics.ceiling`` when it is the
+    representation's (``ceiling_kind``), else the matching record of ``results/ceiling/`` (soft stride-4 / RoI), else
+    None.  (Records of the first runs of 2026-12-02 carry the binary-target ceiling instead.)"""
+    diag = (rec.get("train") or {}).get("diagnostics") or {}
+    if diag.get("ceiling_kind") == "representation":
+        return diag.get("ceiling")
+    return _ceiling_lookup().get(_ceiling_key(rec))
+
+
+def _ceiling_key(rec: dict) -> tuple:
+    from harness.ceiling import representation_of
+    c = rec.get("config") or {}
+    try:
+        rep = representation_of(rec["method"])
+    except KeyError:
+        return ()
+    rep = "stride4_soft" if rep == "stride4" else rep
+    return (rep, (rec.get("data") or {}).get("dataset"), c.get("data.test_short_side"), c.get("profile"))
+
+
+_CEILINGS: dict[tuple, dict] = {}
+
+
+def _ceiling_lookup() -> dict:
+    """(representation, val dataset, short side, profile) -> ceiling AP, from ``results/ceiling/runs.jsonl``
+    (read once per file version)."""
+    from harness.records import read_records, records_path
+    path = records_path("ceiling")
+    if not path.is_file():
+        return {}
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CEILINGS:
+        table = {}
+        for r in read_records(path):
+            c = r["config"]
+            table[(c["method.representation"], r["data"]["dataset"], c["data.test_short_side"], c["profile"])] = (
+                r["metrics"]["AP"])
+        _CEILINGS[key] = table
+    return _CEILINGS[key]
+
+
+def record_health(rec: dict) -> tuple[str, ...]:
+    """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown."""
+    from harness.health import health_reasons
+    diag = (rec.get("train") or {}).get("diagnostics")
+    if diag:
+        diag = dict(diag, ceiling=record_ceiling(rec))
+    return tuple(health_reasons(diag, (rec.get("metrics") or {}).get("AP")))
+
+
+def health_failures(df: pd.DataFrame, variants) -> list[str]:
+    """"variant: reason" for every record of ``variants`` in ``df`` (a ``records_frame``) that fails run health."""
+    out = []
+    if "health" not in df.columns:
+        return out
+    for v in variants:
+        for _, row in df[df["variant"] == v].iterrows():
+            for reason in row["health"] or ():
+                item = f"{v} seed {row['seed']}: {reason}"
+                if item not in out:
+                    out.append(item)
+    return out
+
+
+def health_verdict(df: pd.DataFrame, variants) -> str | None:
+    """"inconclusive: run health (...)" when a run of ``variants`` fails the health rule, else None."""
+    fails = health_failures(df, variants)
+    if not fails:
+        return None
+    return f"inconclusive: run health ({'; '.join(fails[:2])}{' ...' if len(fails) > 2 else ''})"
+
+
+def _fmt_opt(x, spec: str) -> str:
+    return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
+
+
+def run_health_table(records: list[dict]) -> pd.DataFrame:
+    """The "Run health" table of a report: per row (variant), over its records' trained runs (means over seeds):
+    positives per GT, zero-positive fraction, final loss and its slope, subset AP at 50 / 75 / 100 % of the
+    schedule, the representation's ceiling on the val data, the AP, and the health verdict."""
+    import numpy as np
+    rows = []
+    by_variant: dict[str, list[dict]] = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], []).append(r)
+    for v, recs in by_variant.items():
+        diags = [(r.get("train") or {}).get("diagnostics") for r in recs]
+        diags = [d for d in diags if d]
+        rec = [d for d in diags if d.get("recorded", True)]
+
+        def mean(key, sub=None, _rec=rec):
+            vals = [(d.get(key) or {}).get(sub) if sub else d.get(key) for d in _rec]
+            vals = [float(x) for x in vals if x is not None]
+            return float(np.mean(vals)) if vals else None
+        ceil = [record_ceiling(r) for r in recs if (r.get("train") or {}).get("diagnostics")]
+        ceil = [c for c in ceil if c is not None]
+        reasons = sorted({x for r in recs for x in record_health(r)})
+        aps = [(r.get("metrics") or {}).get("AP") for r in recs]
+        aps = [a for a in aps if a is not None]
+        zp = mean("zero_positive_frac")
+        walls = [(r.get("train") or {}).get("wall_s") for r in recs]
+        walls = [w for w in walls if w]
+        rows.append({
+            "variant": v, "runs": len(recs),
+            "positives / GT": _fmt_opt(mean("positives_per_gt"), ".1f"),
+            "zero-positive %": _fmt_opt(None if zp is None else 100 * zp, ".1f"),
+            "final loss": _fmt_opt(mean("final_loss"), ".3f"),
+            "loss slope / 1k it": _fmt_opt(mean("loss_slope_per_1k"), "+.3f"),
+            "AP@50 %": _fmt_opt(mean("ap_points", "0.5"), ".1f"),
+            "AP@75 %": _fmt_opt(mean("ap_points", "0.75"), ".1f"),
+            "AP@100 %": _fmt_opt(mean("ap_points", "1"), ".1f"),
+            "ceiling AP": _fmt_opt(float(np.mean(ceil)) if ceil else None, ".1f"),
+            "AP": _fmt_opt(float(np.mean(aps)) if aps else None, ".1f"),
+            "train GFLOPs / it": _fmt_opt(mean("train_gflops_per_iter"), ".2f"),
+            "train PFLOPs": _fmt_opt(mean("train_pflops"), ".2f"),
+            "train wall (min)": _fmt_opt(float(np.mean(walls)) / 60 if walls else None, ".1f"),
+            "health": ("; ".join(reasons) if reasons else
+                       "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
+                       any(not d.get("recorded", True) for d in diags) else "–"),
+        })
+    return pd.DataFrame(rows)
+
+
+HEALTH_NOTE = ("Run health (harness/health.py): positives per GT from the method's own assigner over every training "
+               "iteration, the final 20 % of the loss curve, mask AP on the first `train.health_eval_images` val "
+               "images "
+               "at 50 / 75 / 100 % of the schedule, and the ceiling (the ground truth through the method's mask "
+               "representation, `python -m harness ceiling`). A claim whose rows fail (zero-positive > 5 %, AP still "
+               "rising > 2 from 75 % to 100 %, or AP within 10 % of the ceiling) reads 'inconclusive: run health'. "
+               "The subset AP is on fewer images than the table's AP, so it is noisier. Training cost: FLOPs of one "
+               "iteration (forward + backward, `harness/cost.py`, convolutions and matmuls only: RoIAlign, matching "
+               "and NMS are not counted, which is why Mask R-CNN's wall time is ~5x a single-stage run's at about "
+               "the same FLOPs) x iterations, and each run's measured training wall time.")
 
 
 def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None = None) -> pd.DataFrame:
@@ -303,6 +505,26 @@ def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None 
             row[c] = fmt_mean_ci(mean, hw)
         out.append(row)
     return pd.DataFrame(out)
+
+
+_SIZE_KEYS = {"solov2": ("method.scale_ranges", "method.num_grids"), "condinst": ("method.sizes_of_interest",),
+              "maskrcnn": ("method.anchor_sizes",)}
+
+
+def scale_notes(records: list[dict]) -> list[str]:
+    """The object-size rule of each method shown (``harness.config.SCALE_RULES``) and the values its records were
+    trained with (so a report of records made under an older rule says so)."""
+    from harness.config import scale_rules_note
+    methods_seen = list(dict.fromkeys(r["method"] for r in records))
+    rule = scale_rules_note(methods_seen)
+    if not rule:
+        return []
+    used = []
+    for m in methods_seen:
+        for k in _SIZE_KEYS.get(m, ()):
+            vals = sorted({json.dumps((r.get("config") or {}).get(k)) for r in records if r["method"] == m})
+            used.append(f"`{m}` {k.split('.')[1]} {' / '.join(vals)}")
+    return [rule + (" Values in these records: " + "; ".join(used) + "." if used else "")]
 
 
 def training_notes(records: list[dict]) -> list[str]:
@@ -451,7 +673,8 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = canonical_order(st, [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                                    and r.get("data", {}).get("dataset") == spec["val_name"]])
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records)
+    notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE]
+    rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
            + (f" --val-dataset {spec['val_dataset']}" if spec["val_dataset"] else "")
@@ -471,15 +694,24 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
     studies = set(known_studies())
     root = records_path("x").parent.parent
     compares = {p.parent.name for p in root.glob("*/compare.json")}
+    readings = {p.parent.name for p in root.glob("*_readings/runs.jsonl") if p.parent.name[:-9] in studies}
     out: list[Path] = []
-    for n in names or sorted(studies | compares):
-        if n in studies:
+    special = {"validity"} if (root / "validity" / "runs.jsonl").is_file() else set()
+    for n in names or sorted(studies | compares | readings | special):
+        if n == "validity":
+            from harness.validity import write_validity_report
+            out.extend(p for p in write_validity_report() if p)
+            continue
+        if n in studies or (n.partition("@")[0] in studies and n.partition("@")[2]):
             study = load_study(n)
             if study_records(study.name):
                 out.extend(p for p in write_study_report(study) if p)
         elif n in compares:
             spec = json.loads((root / n / "compare.json").read_text())
             out.extend(p for p in write_compare_report(n, spec) if p)
+        elif n.endswith("_readings") and n[: -len("_readings")] in studies:
+            from harness.readings import run_readings
+            out.extend(p for p in run_readings(n[: -len("_readings")], only_report=True, progress=False) or () if p)
         else:
             raise KeyError(f"no study or saved comparison named {n!r}; known: {', '.join(sorted(studies | compares))}")
     return out
@@ -593,5 +825,6 @@ def claim_row(df: pd.DataFrame, claim: str, variant: str, baseline: str, metric:
     verdict of ``harness.verdicts.verdict``."""
     from harness.verdicts import verdict
     d, hw, p, is_paired = variant_diff(df, variant, baseline, metric)
+    health = health_verdict(df, (variant, baseline))
     return {"claim (paper)": claim, "paper": f"{paper_effect:+.1f}", "ours": fmt_diff(d, hw, p, is_paired),
-            "verdict": "not measured" if d != d else verdict(d, hw, p, paper_effect)}
+            "verdict": "not measured" if d != d else health or verdict(d, hw, p, paper_effect)}

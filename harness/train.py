@@ -219,6 +219,10 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=True)
     uses_sem = getattr(model, "uses_sem_seg", False)
+    from harness.health import HealthTracker, health_iterations, subset_ap
+    tracker = HealthTracker(run_dir) if rank == 0 else None
+    health_at = health_iterations(tc.max_iter, tc.health_points) if tc.health_eval_images > 0 else {}
+    health_val = None
     perm = _EpochPerm(len(dataset), cfg.seed)
     model.train()
     log_path = run_dir / "train_log.jsonl"
@@ -240,6 +244,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
             else:
                 losses = net(batch.images, batch.targets)
             loss = sum_losses(losses)
+        if tracker is not None:
+            tracker.add_positives(getattr(model, "last_positives_per_gt", None))
         if not torch.isfinite(loss):
             terms = {k: float(v) for k, v in losses.items()}
             raise TrainingDiverged(
@@ -272,9 +278,16 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
                    **{k: float(v.detach()) for k, v in losses.items()}}
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+        if tracker is not None and it in health_at and health_at[it] not in tracker.ap_points:
+            if health_val is None:  # run health: AP on a fixed val subset at 50 / 75 / 100 % of the schedule
+                from harness.pipeline import build_split
+                health_val = build_split(cfg, "val")
+            tracker.ap_points[health_at[it]] = subset_ap(model, health_val, tc.health_eval_images, cfg, device)
+            model.train()
         if it % tc.checkpoint_period == 0 or it == tc.max_iter or (stop_after is not None and it >= stop_after):
             if rank == 0:
                 _save_checkpoint(ckpt_path, model, optimizer, scheduler, scaler, it)
+                tracker.save()
                 atomic_write_text(run_dir / "elapsed.json",
                                   json.dumps({"wall_s": elapsed_before + time.perf_counter() - t0}))
             dist_utils.barrier()
@@ -285,6 +298,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     wall = elapsed_before + time.perf_counter() - t0
     final = {"iterations": it, "wall_s": wall, "train_hash": train_hash(cfg), "resumed_from": start_iter,
              "world_size": world, "device": str(device)}
+    if tracker is not None:
+        final["diagnostics"] = tracker.summary(run_dir, tc.max_iter)
     if rank == 0:
         tmp = run_dir / "model_final.pth.tmp"
         ext = tuple(getattr(model, "external_state_prefixes", ()))

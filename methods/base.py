@@ -88,10 +88,16 @@ class Method(nn.Module):
     """
 
     Config: type  # the method's config dataclass
+    # how the method represents a mask between its targets and its output (``methods.oracle.OracleCeiling``):
+    # "stride4" (binary targets at stride 4, bilinear upsampling), "roi28" (Mask R-CNN) or "exact" (oracles)
+    mask_representation: str = "stride4"
 
     def __init__(self, cfg) -> None:
         super().__init__()
         self.cfg = cfg
+        # positives per ground-truth instance of the last training forward (run health, harness.health):
+        # Tensor[G] int64 over the batch's instances in order, from the method's own assigner; None = unknown
+        self.last_positives_per_gt: Tensor | None = None
 
     def forward(self, images: Tensor, targets: list[Targets]) -> dict[str, Tensor]:  # pragma: no cover
         """Training losses.

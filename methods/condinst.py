@@ -62,7 +62,12 @@ class CondInstConfig(MethodConfig):
         fpn_channels: FPN / head width (256).
         num_tower_convs: conv3x3 + GN + ReLU layers per head tower (4).
         sizes_of_interest: FCOS level boundaries on max(l, t, r, b), px: P3 [0, s0], P4 [s0, s1], ...,
-            P7 [s3, inf). Relative coordinates are divided by (s0, s1, s2, s3, 2 * s3).
+            P7 [s3, inf). Relative coordinates are divided by (s0, s1, s2, s3, 2 * s3) (AdelaiDet's
+            ``sizes_of_interest`` normaliser, ``rel_coord_norm="soi"``).  The reference values are 8 x the
+            stride of P3-P6 (8, 16, 32, 64): a rule in stride units, so every profile keeps them whatever
+            its image size (``harness.config.SCALE_RULES``).  Shrinking them with the image while the
+            strides stay 8-128 sends objects to levels ~6x too coarse for them (quick profile, 128 px:
+            1.2 positives per object, 11.8 % of objects never positive; with 8 x stride 7.2 and 0 %).
         center_sample_radius: centre-sampling radius in strides (1.5).
         prior_prob: initial foreground probability of the classifier bias (0.01).
         focal_alpha / focal_gamma: sigmoid focal loss (0.25, 2.0).
@@ -102,15 +107,15 @@ class CondInstConfig(MethodConfig):
     mask_thr: float = 0.5
     rel_coord_norm: Literal["soi", "stride"] = "soi"
 
-    # Synthetic smoke / quick images are 64 / 128 px instead of COCO's ~800 px short side, so the
-    # sizes of interest are the paper's (64, 128, 256, 512) scaled by 64/800 resp. 128/800 and
-    # rounded (objects keep the same level as an object of the same relative size on COCO); widths
-    # and tower depths shrink so that a 2-core CPU trains the quick profile in minutes.
+    # Widths and tower depths shrink so that a 2-core CPU trains the smoke / quick profiles in minutes;
+    # the sizes of interest are not scaled (they are 8 x stride, see the docstring and
+    # harness.config.SCALE_RULES: until 2026-12-02 they were scaled by image size to (5, 10, 20, 40) /
+    # (10, 20, 40, 80) with unscaled strides, which starved CondInst of positives).
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         "smoke": {"fpn_channels": 32, "num_tower_convs": 1, "mask_branch_channels": 16,
-                  "mask_branch_num_convs": 1, "sizes_of_interest": (5, 10, 20, 40), "nms_pre": 100},
+                  "mask_branch_num_convs": 1, "nms_pre": 100},
         "quick": {"fpn_channels": 64, "num_tower_convs": 2, "mask_branch_channels": 32,
-                  "mask_branch_num_convs": 2, "sizes_of_interest": (10, 20, 40, 80)},
+                  "mask_branch_num_convs": 2},
         "paper": {},
     }
 
@@ -407,6 +412,8 @@ class CondInst(Method):
             pos_loc.append(loc)
             pos_gt.append(gt_idx[loc])
             pos_ltrb.append(ltrb[loc])
+        self.last_positives_per_gt = torch.cat([torch.bincount(g.cpu(), minlength=len(t.labels))
+                                                for g, t in zip(pos_gt, targets)])
         pos_img, pos_loc, pos_gt, pos_ltrb = (torch.cat(x) for x in (pos_img, pos_loc, pos_gt, pos_ltrb))
         num_pos = pos_loc.numel()
 

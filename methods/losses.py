@@ -76,10 +76,13 @@ def _centroids(masks: Tensor, units: str) -> Tensor:
 
 
 def aml_mask_loss(pred_sigmoid: Tensor, target: Tensor, *, pairwise: bool = False,
-                  centroid_units: Literal["mask_px", "normalized"] = "mask_px") -> Tensor:
+                  centroid_units: Literal["mask_px", "normalized"] = "normalized",
+                  dice_form: Literal["squared", "linear"] = "squared") -> Tensor:
     """Improved-SOLOv2 mask loss term with the centroid factor (Sec. 2.3, Eq. 1 summand and Eq. 2).
 
-    ``L = 1 - (2 sum(m g) + 1) / (sum(m) + sum(g) + 1) + epsilon`` with
+    ``L = D(m, g) + epsilon``.  ``dice_form="squared"`` (default): ``D`` is SOLOv2's own dice, the loss AML
+    replaces, ``1 - 2 sum(m g) / (sum(m^2) + sum(g^2) + 2e-3)`` (``dice_loss``; AdelaiDet / mmdet).
+    ``dice_form="linear"``: Eq. 2 as printed, ``D = 1 - (2 sum(m g) + 1) / (sum(m) + sum(g) + 1)``; and
     ``epsilon = ((C_Px - C_Gx)^2 + (C_Py - C_Gy)^2) / (|sum(m g)| + 1)``, where ``C_P`` is the centre
     of mass of the soft predicted mask ``m`` (differentiable) and ``C_G`` that of the target ``g``.
     Eq. 1's ``1 / N_pos`` average is left to the caller.  The paper does not state the unit of the
@@ -92,13 +95,16 @@ def aml_mask_loss(pred_sigmoid: Tensor, target: Tensor, *, pairwise: bool = Fals
         pairwise: False -> element-wise pairs, returns Tensor[N]; True -> every prediction against
             every target, returns Tensor[K, N].
         centroid_units: "mask_px" or "normalized".
+        dice_form: "squared" or "linear".
     Returns:
         Tensor[N] or Tensor[K, N], float, >= 0.
     Raises:
-        ValueError: shapes incompatible or unknown ``centroid_units``.
+        ValueError: shapes incompatible, unknown ``centroid_units`` or ``dice_form``.
     """
     if centroid_units not in ("mask_px", "normalized"):
         raise ValueError(f"aml_mask_loss: centroid_units must be mask_px or normalized, got {centroid_units!r}")
+    if dice_form not in ("squared", "linear"):
+        raise ValueError(f"aml_mask_loss: dice_form must be squared or linear, got {dice_form!r}")
     if pred_sigmoid.shape[-2:] != target.shape[-2:] or (not pairwise and pred_sigmoid.shape != target.shape):
         raise ValueError(f"aml_mask_loss: pred {tuple(pred_sigmoid.shape)} vs target {tuple(target.shape)}"
                          f" (pairwise={pairwise})")
@@ -106,15 +112,19 @@ def aml_mask_loss(pred_sigmoid: Tensor, target: Tensor, *, pairwise: bool = Fals
     g = target.flatten(1).float()  # (N, H*W)
     cp = _centroids(pred_sigmoid, centroid_units)  # (K, 2)
     cg = _centroids(target, centroid_units)  # (N, 2)
+    mp, gp = (m, g) if dice_form == "linear" else (m * m, g * g)
     if pairwise:
         inter = m @ g.T  # (K, N)
-        m_sum, g_sum = m.sum(1)[:, None], g.sum(1)[None, :]
+        m_sum, g_sum = mp.sum(1)[:, None], gp.sum(1)[None, :]
         dist2 = ((cp[:, None, :] - cg[None, :, :]) ** 2).sum(-1)  # (K, N)
     else:
         inter = (m * g).sum(1)
-        m_sum, g_sum = m.sum(1), g.sum(1)
+        m_sum, g_sum = mp.sum(1), gp.sum(1)
         dist2 = ((cp - cg) ** 2).sum(-1)
-    dice = 1.0 - (2.0 * inter + 1.0) / (m_sum + g_sum + 1.0)
+    if dice_form == "linear":
+        dice = 1.0 - (2.0 * inter + 1.0) / (m_sum + g_sum + 1.0)
+    else:  # the same expression as dice_loss (eps 2e-3)
+        dice = 1.0 - 2.0 * inter / (m_sum + g_sum + 2e-3)
     epsilon = dist2 / (inter.abs() + 1.0)
     return dice + epsilon
 

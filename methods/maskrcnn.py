@@ -130,9 +130,26 @@ class BackboneFPN(nn.Module):
         return OrderedDict(zip(FEATURE_NAMES, self.fpn(self.body(x))))
 
 
+class _RecordingMatcher:
+    """Wraps the RPN's ``Matcher`` and keeps each image's matched indices (run health: positive anchors per GT)."""
+
+    def __init__(self, matcher, out: list) -> None:
+        self._matcher, self._out = matcher, out
+
+    def __call__(self, quality: Tensor) -> Tensor:
+        idx = self._matcher(quality)
+        self._out.append(idx)
+        return idx
+
+    def __getattr__(self, name: str):
+        return getattr(self._matcher, name)
+
+
 @register("maskrcnn")
 class MaskRCNN(Method):
     """torchvision Mask R-CNN behind the Method interface; see the module docstring."""
+
+    mask_representation = "roi28"  # 28 x 28 RoI masks pasted back: no stride-4 cap
 
     Config = MaskRCNNConfig
     MASK_KINDS: ClassVar[tuple[str, ...]] = ("mask", "matrix", "matrix_linear", "fast")
@@ -200,7 +217,23 @@ class MaskRCNN(Method):
                                "masks": t.masks[keep].to(torch.uint8)})
         image_list = self._image_list(images, [tuple(t.masks.shape[-2:]) for t in targets])
         feats = self.model.backbone(images)
-        proposals, rpn_losses = self.model.rpn(image_list, feats, tv_targets)
+        matcher = self.model.rpn.proposal_matcher
+        matched: list[Tensor] = []
+        self.model.rpn.proposal_matcher = _RecordingMatcher(matcher, matched)
+        try:
+            proposals, rpn_losses = self.model.rpn(image_list, feats, tv_targets)
+        finally:
+            self.model.rpn.proposal_matcher = matcher
+        if len(matched) == sum(1 for tv in tv_targets if len(tv["boxes"])):  # torchvision skips empty images
+            counts, it = [], iter(matched)
+            for t, tv in zip(targets, tv_targets):
+                full = torch.zeros(len(t.labels), dtype=torch.long)  # boxes dropped for zero size: 0 positives
+                if len(tv["boxes"]):
+                    idx = next(it)
+                    keep = ((t.boxes[:, 2] > t.boxes[:, 0]) & (t.boxes[:, 3] > t.boxes[:, 1])).cpu()
+                    full[keep] = torch.bincount(idx[idx >= 0].cpu(), minlength=len(tv["boxes"]))
+                counts.append(full)
+            self.last_positives_per_gt = torch.cat(counts)
         _, roi_losses = self.model.roi_heads(feats, proposals, image_list.image_sizes, tv_targets)
         return {LOSS_NAMES[k]: v for k, v in {**rpn_losses, **roi_losses}.items()}
 

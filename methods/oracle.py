@@ -70,6 +70,7 @@ class _GroundTruthMethod(Method):
 
     trainable = False
     uses_ground_truth = True
+    mask_representation = "exact"
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -204,3 +205,85 @@ class OracleJitter(_GroundTruthMethod):
         if not out_masks:
             return masks[:0], np.zeros((0,), np.float32), labels[:0]
         return np.stack(out_masks), np.asarray(out_scores, np.float32), np.asarray(out_labels, np.int64)
+
+
+@dataclass(frozen=True)
+class OracleCeilingConfig(MethodConfig):
+    """The ceiling of a mask representation (``harness.ceiling``).
+
+    Attributes:
+        representation: how a method represents a mask between its targets and its output:
+            "stride4" (SOLOv2, CondInst, UniInst, CASNet: binary targets at stride 4 of the input, the
+            4 x 4 area fraction >= 0.5, as ``methods.assign.masks_at_stride``; upsampled bilinearly x4,
+            cropped to the image, resized bilinearly to the original size and thresholded, as their
+            ``predict``), "stride4_soft" (the same with the area fractions kept soft: what a network
+            could output at best), "roi28" (Mask R-CNN: ``roi_align`` of the mask in its box to 28 x 28,
+            the soft target torchvision trains on, pasted back with ``paste_masks_in_image``) or "exact".
+        mask_thr: binarisation threshold after upsampling (0.5, every method's).
+    """
+
+    name: str = "oracle_ceiling"
+    representation: str = "stride4"
+    mask_thr: float = 0.5
+
+    REPRESENTATIONS = ("stride4", "stride4_soft", "roi28", "exact")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.representation not in self.REPRESENTATIONS:
+            raise ValueError(f"method.representation must be one of {self.REPRESENTATIONS}, got "
+                             f"{self.representation!r}")
+
+
+@register("oracle_ceiling")
+class OracleCeiling(_GroundTruthMethod):
+    """The ground truth passed through a method's mask representation (``OracleCeilingConfig``), score 1.0.
+
+    Its mask AP is the best any method of that representation can score on the dataset at that input
+    size: the resolution ceiling.  Masks go original frame -> input frame (nearest, as the data pipeline
+    resizes ``Mask`` tv_tensors) -> representation -> original frame.
+    """
+
+    Config = OracleCeilingConfig
+
+    def postprocess(self, raw: list[int], image_sizes: list[tuple[int, int]],
+                    orig_sizes: list[tuple[int, int]]) -> list[Instances]:
+        self._input_sizes = {int(i): (int(s[0]), int(s[1])) for i, s in zip(raw, image_sizes)}
+        return super().postprocess(raw, image_sizes, orig_sizes)
+
+    def _degrade(self, image_id: int, masks: np.ndarray, labels: np.ndarray):
+        import torch.nn.functional as F
+        from torchvision.models.detection.roi_heads import paste_masks_in_image
+        from torchvision.ops import masks_to_boxes, roi_align
+
+        from methods.assign import masks_at_stride
+        scores = np.ones(len(labels), np.float32)
+        rep = self.cfg.representation
+        if rep == "exact" or len(masks) == 0:
+            return masks, scores, labels
+        h0, w0 = masks.shape[1:]
+        h, w = self._input_sizes[image_id]
+        m = torch.from_numpy(masks.astype(np.float32))[:, None]  # (N, 1, H0, W0)
+        m_in = F.interpolate(m, size=(h, w), mode="nearest")[:, 0]  # (N, h, w) input frame
+        if rep == "roi28":
+            keep = m_in.flatten(1).amax(1) > 0  # an instance that vanishes at input size gets an empty mask
+            out = np.zeros_like(masks)
+            if keep.any():
+                boxes = masks_to_boxes(m_in[keep] > 0)  # (K, 4) x1y1x2y2, input px (inclusive max)
+                boxes[:, 2:] += 1
+                rois = torch.cat([torch.arange(len(boxes), dtype=torch.float32)[:, None], boxes], 1)
+                target = roi_align(m_in[keep][:, None], rois, (28, 28), 1.0)  # (K, 1, 28, 28) soft
+                scale = torch.tensor([w0 / w, h0 / h, w0 / w, h0 / h])
+                pasted = paste_masks_in_image(target, boxes * scale, (h0, w0))[:, 0]  # (K, H0, W0)
+                out[keep.numpy()] = (pasted > self.cfg.mask_thr).numpy().astype(masks.dtype)
+            return out, scores, labels
+        hs, ws = -(-h // 4), -(-w // 4)
+        if rep == "stride4":
+            t = masks_at_stride(m_in > 0, (hs, ws), 4)  # (N, hs, ws) {0, 1}
+        else:
+            full = m_in.new_zeros((len(m_in), hs * 4, ws * 4))
+            full[:, :h, :w] = m_in
+            t = F.avg_pool2d(full[:, None], 4)[:, 0]  # soft area fractions
+        up = F.interpolate(t[:, None], scale_factor=4, mode="bilinear", align_corners=False)[:, :, :h, :w]
+        up = F.interpolate(up, size=(h0, w0), mode="bilinear", align_corners=False)[:, 0]
+        return (up > self.cfg.mask_thr).numpy().astype(masks.dtype), scores, labels

@@ -88,13 +88,27 @@ class SOLOv2Config(MethodConfig):
             reference rule would drop every object under ~11 px (our "small" objects are 8-16 px).
         use_cspam / use_twfpn_csmf / use_aml: improved-SOLOv2 toggles (module docstring).
         aml_lambda: lambda of Eq. 3.
-        aml_centroid_units: unit of the centroids in Eq. 2 ("mask_px" or "normalized").
+        aml_centroid_units: unit of the centroids in Eq. 2 ("normalized", the default: coordinates divided
+            by the mask map's size; or "mask_px", stride-4 mask pixels).  The paper states no unit.  In
+            mask pixels the centroid term dominates: the mask loss starts at ~77 against ~2.5 and the
+            gradient norm at ~3,100 against ~8, and the model learns nothing (AP 0.0); no study uses it
+            but the reading-sensitivity run.
+        aml_dice_form: the dice part of Eq. 2: "squared" (the default: SOLOv2's own dice, sums of squares in
+            the denominator, ``methods.losses.dice_loss``, which AML replaces; AdelaiDet / mmdet SOLOv2) or
+            "linear" (sum(m) + sum(g) + 1, Eq. 2 as printed).  Quick profile of 2026-12-01, seeds 0 / 1:
+            squared 24.6 / 26.0 against the baseline's 24.7 / 25.9; linear 17.1 +- 11.2 over 3 seeds.
         cspam_pam_after: with ``use_cspam``, the stages (1-3) followed by a position attention module;
             () keeps the CSP + Mish stages alone (a diagnostic, not a row of the paper).
-        cspam_theta_on: with ``use_cspam``, what the PAM's theta scales: "reduced" (the paper's text:
-            theta x T1, so the module starts as the attention path alone) or "attention" (DANet's
-            placement: theta x T2, the module starts as the reduced map).  See
+        cspam_theta_on: with ``use_cspam``, where the PAM's theta acts: "residual" (the default, DANet /
+            SAGAN: X + theta x concat(T1, T2), identity at initialisation), "reduced" (the paper's text read
+            literally: theta x T1, so the module starts as the attention path alone) or "attention"
+            (theta x T2, the module starts as the reduced map).  See
             ``methods.backbones.cspam.PositionAttention``.
+        cspam_pam_init: "default" (PyTorch's init of the PAM's 1x1 convs, as DANet) or "kaiming".
+        cspam_logit_scale: "none" (P^T A unscaled, paper and DANet) or "sqrt" (divided by sqrt(C1)).
+        cspam_min_reduced_channels: floor on the PAM's C1 = C / 8 (1 = no floor, the paper).
+        cspam_csp_width: "half" (CSP blocks at half the stage width: the paper's "the number of parameters
+            ... is reduced") or "full" (the ResNet's 3x3 widths, as timm's cspresnet50).
     """
 
     postprocess: PostProcess = "matrix"
@@ -121,14 +135,20 @@ class SOLOv2Config(MethodConfig):
     use_twfpn_csmf: bool = False
     use_aml: bool = False
     aml_lambda: float = 3.0
-    aml_centroid_units: Literal["mask_px", "normalized"] = "mask_px"
+    aml_centroid_units: Literal["mask_px", "normalized"] = "normalized"
+    aml_dice_form: Literal["squared", "linear"] = "squared"
     cspam_pam_after: tuple[int, ...] = (2, 3)
-    cspam_theta_on: Literal["reduced", "attention"] = "reduced"
+    cspam_theta_on: Literal["reduced", "attention", "residual"] = "residual"
+    cspam_pam_init: Literal["default", "kaiming"] = "default"
+    cspam_logit_scale: Literal["none", "sqrt"] = "none"
+    cspam_min_reduced_channels: int = 1
+    cspam_csp_width: Literal["half", "full"] = "half"
 
     INFERENCE_ONLY: ClassVar[tuple[str, ...]] = (
         "postprocess", "max_per_img", "score_thr", "mask_thr", "nms_pre", "update_thr", "matrix_sigma",
         "min_area_factor")
-    HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("cspam_pam_after", "cspam_theta_on")
+    # cspam_theta_on's default changed (reduced -> residual, 2026-12-02), so it is hashed again at every value
+    HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("cspam_pam_after",)
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         # 64 px canvas: the 128 px choices below halved.
         "smoke": dict(fpn_channels=32, head_channels=32, ins_convs=1, cate_convs=1, mask_branch_channels=16,
@@ -152,9 +172,12 @@ class SOLOv2Config(MethodConfig):
         object.__setattr__(self, "num_grids", tuple(int(s) for s in self.num_grids))
         object.__setattr__(self, "scale_ranges", tuple((int(lo), int(hi)) for lo, hi in self.scale_ranges))
         object.__setattr__(self, "cspam_pam_after", tuple(int(k) for k in self.cspam_pam_after))
-        if not set(self.cspam_pam_after) <= {1, 2, 3} or self.cspam_theta_on not in ("reduced", "attention"):
+        if not set(self.cspam_pam_after) <= {1, 2, 3} or self.cspam_theta_on not in ("reduced", "attention",
+                                                                                    "residual"):
             raise ValueError(f"solov2: cspam_pam_after must name stages 1-3 (got {self.cspam_pam_after}) and "
-                             f"cspam_theta_on be 'reduced' or 'attention' (got {self.cspam_theta_on!r})")
+                             f"cspam_theta_on be 'reduced', 'attention' or 'residual' (got {self.cspam_theta_on!r})")
+        if self.cspam_min_reduced_channels < 1:
+            raise ValueError(f"solov2: cspam_min_reduced_channels must be >= 1, got {self.cspam_min_reduced_channels}")
         n = len(LEVEL_STRIDES)
         if len(self.num_grids) != n or len(self.scale_ranges) != n:
             raise ValueError(f"solov2: num_grids and scale_ranges need {n} levels, got "
@@ -416,7 +439,9 @@ class SOLOv2(Method):
             (build_cspam_backbone,) = _lazy("use_cspam", "methods.backbones.cspam", ["build_cspam_backbone"])
             self.backbone = build_cspam_backbone(cfg.backbone, cfg.pretrained,
                                                  pam_after=tuple(cfg.cspam_pam_after),
-                                                 theta_on=cfg.cspam_theta_on)
+                                                 theta_on=cfg.cspam_theta_on, logit_scale=cfg.cspam_logit_scale,
+                                                 min_reduced_channels=cfg.cspam_min_reduced_channels,
+                                                 pam_init=cfg.cspam_pam_init, csp_width=cfg.cspam_csp_width)
         else:
             self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
         in_channels = list(self.backbone.out_channels)
@@ -466,7 +491,7 @@ class SOLOv2(Method):
         feats = out.mask_feats  # (B, E, Hm, Wm)
         hm, wm = feats.shape[-2:]
         pad_size = (4 * hm, 4 * wm)
-        cell_labels, pred_masks, gt_masks = [], [], []
+        cell_labels, pred_masks, gt_masks, n_pos = [], [], [], []
         for b, t in enumerate(targets):
             self._check_targets(b, t, images.shape[-2:])
             gt4 = masks_at_stride4(t.masks, (hm, wm))  # (N, Hm, Wm)
@@ -479,6 +504,8 @@ class SOLOv2(Method):
             logits = kern[b, g.pos_cells] @ feats[b].flatten(1)  # (P_b, Hm*Wm)
             pred_masks.append(logits.view(-1, hm, wm))
             gt_masks.append(gt4[g.pos_objects])
+            n_pos.append(torch.bincount(g.pos_objects.cpu(), minlength=len(t.labels)))
+        self.last_positives_per_gt = torch.cat(n_pos) if n_pos else None
         labels = torch.stack(cell_labels)  # (B, T)
         num_pos = int((labels < cfg.num_classes).sum())
         onehot = F.one_hot(labels, cfg.num_classes + 1)[..., : cfg.num_classes]  # background row = 0
@@ -487,7 +514,8 @@ class SOLOv2(Method):
         if pred.shape[0] == 0:  # no instances: zero, but connected to the graph (DDP, backward)
             loss_mask = (kern.sum() + feats.sum()) * 0.0
         elif cfg.use_aml:
-            loss_mask = aml_mask_loss(pred, torch.cat(gt_masks), centroid_units=cfg.aml_centroid_units).mean()
+            loss_mask = aml_mask_loss(pred, torch.cat(gt_masks), centroid_units=cfg.aml_centroid_units,
+                                      dice_form=cfg.aml_dice_form).mean()
         else:
             loss_mask = dice_loss(pred, torch.cat(gt_masks)).mean()
         return {"loss_cate": loss_cate, "loss_mask": loss_mask * cfg.ins_loss_weight}
@@ -523,7 +551,8 @@ class SOLOv2(Method):
                 loss_cate = base[:, None] - neg + pos  # (K, n)
                 m = (kern[cells].detach() @ feats.detach().flatten(1)).float().sigmoid()  # (K, Hm*Wm)
                 loss_mask = aml_mask_loss(m.view(-1, *feats.shape[-2:]), gt4[objects], pairwise=True,
-                                          centroid_units=cfg.aml_centroid_units)  # (K, n)
+                                          centroid_units=cfg.aml_centroid_units,
+                                          dice_form=cfg.aml_dice_form)  # (K, n)
                 return aml_matching_cost(loss_cate, loss_mask, cfg.aml_lambda)
 
         return cost_fn
@@ -572,5 +601,4 @@ class SOLOv2(Method):
 
 # The improved SOLOv2 of improved-solov2-location-attention.md: SOLOv2 with all three toggles on (a preset of
 # the same class, never a fork).
-register_preset("solov2_improved", "solov2", use_cspam=True, use_twfpn_csmf=True, use_aml=True,
-                aml_centroid_units="normalized")
+register_preset("solov2_improved", "solov2", use_cspam=True, use_twfpn_csmf=True, use_aml=True)

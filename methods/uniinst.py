@@ -92,14 +92,14 @@ class UniInstConfig(CondInstConfig):
     nms_pre: int = 100
     rel_coord_norm: Literal["soi", "stride"] = "stride"
 
-    # Same reasoning as CondInst's profiles: narrow widths and shallow towers for the CPU profiles
-    # (UniInst has no size-of-interest ranges; its relative coordinates are divided by the stride,
-    # which needs no rescaling for small images).
+    # Same as CondInst's profiles: narrow widths and shallow towers for the CPU profiles.  UniInst's OYOR
+    # assignment has no size-of-interest ranges (the inherited field is unused) and its relative
+    # coordinates are divided by the stride: nothing to rescale (harness.config.SCALE_RULES).
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         "smoke": {"fpn_channels": 32, "num_tower_convs": 1, "mask_branch_channels": 16,
-                  "mask_branch_num_convs": 1, "sizes_of_interest": (5, 10, 20, 40)},
+                  "mask_branch_num_convs": 1},
         "quick": {"fpn_channels": 64, "num_tower_convs": 2, "mask_branch_channels": 32,
-                  "mask_branch_num_convs": 2, "sizes_of_interest": (10, 20, 40, 80)},
+                  "mask_branch_num_convs": 2},
         "paper": {},
     }
 
@@ -163,6 +163,8 @@ class UniInst(CondInst):
         assigns = [self.assign(flat, mask_feats[i], i, t, locs, lvls, strides, norms)
                    for i, t in enumerate(targets)]
 
+        self.last_positives_per_gt = torch.cat([torch.bincount(a["pos_gt"].cpu(), minlength=len(t.labels))
+                                                for a, t in zip(assigns, targets)])
         cls_t = torch.zeros_like(cls)
         for i, (a, t) in enumerate(zip(assigns, targets)):
             cls_t[i, a["pos_loc"], t.labels[a["pos_gt"]]] = 1.0

@@ -216,7 +216,15 @@ def test_registered_and_profiles():
     from harness.config import make_config
 
     cfg = make_config("casnet", "smoke").method
-    assert cfg.fpn_channels == 16 and cfg.backbone == "resnet_narrow"
+    assert cfg.fpn_channels == 32 and cfg.backbone == "resnet_narrow" and cfg.prob_loss == "focal"
+    # every method gets the same FPN / head widths at a profile (CASNet had half of them at quick until 2026-12-02)
+    for profile in ("smoke", "quick"):
+        widths = {m: make_config(m, profile).method.fpn_channels for m in ("solov2", "condinst", "uniinst", "casnet")}
+        assert len(set(widths.values())) == 1, (profile, widths)
+        c = make_config("casnet", profile).method
+        assert c.fuse_channels == c.head_channels == c.fpn_channels
+    with pytest.raises(ValueError, match="prob_loss"):
+        small_cfg(prob_loss="mse")
     with pytest.raises(ValueError, match="num_stuff"):  # resolved from the dataset, checked when built
         CASNet(small_cfg(mode="panoptic"))
     with pytest.raises(ValueError, match="semantic_checkpoint"):

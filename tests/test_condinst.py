@@ -72,11 +72,17 @@ def test_topk_candidates():
 
 # ---------------------------------------------------------------------------------------------
 # config
-def test_profiles_scale_sizes_of_interest_and_paper_keeps_reference():
-    smoke = make_config("condinst", "smoke").method
-    quick = make_config("condinst", "quick").method
+def test_sizes_of_interest_are_eight_strides_at_every_profile():
+    """FCOS / CondInst sizes of interest are a rule in stride units (8 x stride of P3-P6), not scaled with
+    the image: scaling them with unscaled strides starved CondInst of positives (issue 13)."""
+    for profile in ("smoke", "quick", "paper"):
+        for name in ("condinst", "uniinst"):
+            cfg = make_config(name, profile).method
+            strides = methods.build_method(make_config(name, "smoke").method.__class__(
+                name=name, num_classes=1, backbone="resnet_tiny", fpn_channels=16, mask_branch_channels=8,
+                num_tower_convs=1, mask_branch_num_convs=1)).strides
+            assert cfg.sizes_of_interest == tuple(8 * s for s in strides[:4]) == (64, 128, 256, 512)
     paper = make_config("condinst", "paper").method
-    assert smoke.sizes_of_interest == (5, 10, 20, 40) and quick.sizes_of_interest == (10, 20, 40, 80)
     assert (paper.fpn_channels, paper.num_tower_convs, paper.sizes_of_interest) == (256, 4, (64, 128, 256, 512))
     assert (paper.mask_branch_channels, paper.mask_channels, paper.max_proposals) == (128, 8, 500)
     assert (paper.score_thr, paper.nms_pre, paper.box_nms_thr) == (0.05, 1000, 0.6)

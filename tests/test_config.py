@@ -106,7 +106,7 @@ def test_cli_usage_errors_exit_2(capsys):
 def test_fields_added_later_count_in_the_hash_only_away_from_their_default():
     cfg = make_config("solov2", "quick", dataset="shapes-coco", seed=0, overrides=["method.use_cspam=true"])
     same = make_config("solov2", "quick", dataset="shapes-coco", seed=0,
-                       overrides=["method.use_cspam=true", "method.cspam_theta_on=reduced",
+                       overrides=["method.use_cspam=true", "method.cspam_theta_on=residual",
                                   "method.cspam_pam_after=[2,3]"])
     other = make_config("solov2", "quick", dataset="shapes-coco", seed=0,
                         overrides=["method.use_cspam=true", "method.cspam_theta_on=attention"])
@@ -116,4 +116,14 @@ def test_fields_added_later_count_in_the_hash_only_away_from_their_default():
     assert train_hash(cfg) == train_hash(same)  # explicit defaults: the runs recorded before the fields existed
     assert len({train_hash(cfg), train_hash(other), train_hash(no_pam)}) == 3
     # the fields are still written in the run's config (records), whatever their value
-    assert to_flat(cfg)["method.cspam_theta_on"] == "reduced"
+    assert to_flat(cfg)["method.cspam_theta_on"] == "residual"
+
+
+def test_a_changed_default_is_hashed_so_old_runs_are_never_reused():
+    """cspam_theta_on's default moved from "reduced" to "residual" (2026-12-02): it is no longer omitted from the
+    hash at its default, so a run made under the old default (hash without the field) never matches a new one."""
+    from methods.solov2 import SOLOv2Config
+    assert "cspam_theta_on" not in SOLOv2Config.HASH_OMIT_AT_DEFAULT
+    new = make_config("solov2", "quick", overrides=["method.use_cspam=true"])
+    literal = make_config("solov2", "quick", overrides=["method.use_cspam=true", "method.cspam_theta_on=reduced"])
+    assert train_hash(new) != train_hash(literal)

@@ -43,6 +43,10 @@ def test_method_contract(name):
     assert losses and all(k.startswith("loss_") for k in losses), losses.keys()
     for k, v in losses.items():
         assert v.dim() == 0 and torch.isfinite(v), (k, v)
+    # run health: the method's own assigner reports positives per GT instance, one entry per instance of the batch
+    pos = model.last_positives_per_gt
+    assert pos is not None and pos.dtype == torch.int64 and pos.shape == (2,), pos
+    assert (pos >= 1).all(), f"{name}: a 20-30 px object got no positive: {pos.tolist()}"
     total = methods.sum_losses(losses)
     total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]

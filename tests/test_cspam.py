@@ -36,7 +36,7 @@ def _pam_by_hand(pam: PositionAttention, x: torch.Tensor) -> tuple[torch.Tensor,
 
 def test_pam_theta_zero_is_attention_path_alone():
     torch.manual_seed(0)
-    pam = PositionAttention(16, reduction=8)
+    pam = PositionAttention(16, reduction=8, theta_on="reduced")
     assert pam.theta.item() == 0.0 and pam.reduced_channels == 2
     x = torch.randn(2, 16, 3, 5)
     t1, t2 = _pam_by_hand(pam, x)
@@ -59,7 +59,7 @@ def test_pam_theta_zero_attention_variant_is_reduced_map_alone():
 
 def test_pam_theta_scales_reduced_map():
     torch.manual_seed(2)
-    pam = PositionAttention(8, reduction=2)
+    pam = PositionAttention(8, reduction=2, theta_on="reduced")
     with torch.no_grad():
         pam.theta.fill_(-1.5)
     x = torch.randn(2, 8, 2, 3)
@@ -70,7 +70,7 @@ def test_pam_theta_scales_reduced_map():
 def test_pam_without_projections_uses_reduced_map_three_times():
     # C = 2, C1 = 1, reduce = identity on channel 0; two positions with values 1 and 2:
     # S = softmax_j(v_i v_j): row 0 softmax([1, 2]), row 1 softmax([2, 4]); PAM_i = sum_j S_ij v_j.
-    pam = PositionAttention(2, reduction=2, use_projections=False)
+    pam = PositionAttention(2, reduction=2, use_projections=False, theta_on="reduced")
     with torch.no_grad():
         pam.reduce.weight.copy_(torch.tensor([[1.0, 0.0]]).reshape(1, 2, 1, 1))
         pam.reduce.bias.zero_()
@@ -196,10 +196,11 @@ def test_complexity_resnet50_512():
 
 
 @pytest.mark.parametrize("overrides, pams, theta_on", [
-    ((), ("2", "3"), "reduced"),
+    ((), ("2", "3"), "residual"),
     (("method.cspam_theta_on=attention",), ("2", "3"), "attention"),
+    (("method.cspam_theta_on=reduced",), ("2", "3"), "reduced"),
     (("method.cspam_pam_after=[]",), (), None),
-    (("method.cspam_pam_after=[3]",), ("3",), "reduced"),
+    (("method.cspam_pam_after=[3]",), ("3",), "residual"),
 ])
 def test_solov2_cspam_fields_build_the_stated_backbone(overrides, pams, theta_on):
     import methods
@@ -211,3 +212,46 @@ def test_solov2_cspam_fields_build_the_stated_backbone(overrides, pams, theta_on
     assert [f.shape[1] for f in backbone(torch.randn(1, 3, 64, 64))] == backbone.out_channels
     with pytest.raises(ValueError, match="cspam_pam_after"):
         make_config("solov2", "smoke", overrides=["method.cspam_pam_after=[4]"])
+
+
+def test_pam_residual_reading_is_identity_at_init_and_adds_scaled_t3():
+    """theta_on="residual" (the default, DANet / SAGAN): out = X + theta * concat(T1, T2); at theta = 0 exactly X."""
+    torch.manual_seed(2)
+    pam = PositionAttention(16, reduction=4)
+    assert pam.theta_on == "residual"
+    x = torch.randn(2, 16, 3, 4)
+    assert torch.equal(pam(x), x)
+    with torch.no_grad():
+        pam.theta.fill_(0.25)
+    t1, t2 = _pam_by_hand(pam, x)
+    assert_close(pam(x), x + 0.25 * torch.cat([t1, t2], dim=1))
+
+
+def test_pam_reading_fields_logit_scale_floor_and_init():
+    torch.manual_seed(3)
+    pam = PositionAttention(16, reduction=8, theta_on="reduced", logit_scale="sqrt")
+    x = torch.randn(1, 16, 3, 3)
+    t1 = pam.reduce(x)
+    p, a, m = pam.proj_p(t1).flatten(2), pam.proj_a(t1).flatten(2), pam.proj_m(t1).flatten(2)
+    s = torch.softmax(torch.einsum("bci,bcj->bij", p, a) / 2 ** 0.5, dim=2)  # C1 = 2
+    t2 = pam.out(torch.einsum("bcj,bij->bci", m, s).reshape(1, 2, 3, 3))
+    assert_close(pam(x), torch.cat([torch.zeros_like(t1), t2], dim=1))
+    assert PositionAttention(32, reduction=8, min_reduced_channels=16).reduced_channels == 16
+    assert PositionAttention(16, reduction=8, min_reduced_channels=64).reduced_channels == 15  # T2 keeps 1 channel
+    with pytest.raises(ValueError, match="logit_scale"):
+        PositionAttention(16, logit_scale="cube")
+    # pam_init="default" leaves PyTorch's init on the PAM convs; "kaiming" re-initialises them
+    torch.manual_seed(0)
+    default = build_cspam_backbone("resnet_narrow", pam_init="default")
+    torch.manual_seed(0)
+    kaiming = build_cspam_backbone("resnet_narrow", pam_init="kaiming")
+    assert torch.equal(default.stem[0].weight, kaiming.stem[0].weight)
+    assert not torch.equal(default.pam["2"].reduce.weight, kaiming.pam["2"].reduce.weight)
+
+
+def test_csp_full_width_keeps_resnet_3x3_widths():
+    half = build_cspam_backbone("resnet_narrow", pam_after=(), csp_width="half")
+    full = build_cspam_backbone("resnet_narrow", pam_after=(), csp_width="full")
+    w = full.stages[1].blocks[0].conv1.weight.shape
+    assert half.stages[1].blocks[0].conv1.weight.shape[0] * 2 == w[0] == full.out_channels[1]
+    assert [f.shape[1] for f in full(torch.randn(1, 3, 64, 64))] == full.out_channels

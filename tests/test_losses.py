@@ -48,14 +48,25 @@ def test_aml_mask_loss_by_hand():
     # dice term 1 - 3/4; C_P = (0.5, 0.5), C_G = (1.0, 0.5) -> dist^2 = 0.25; eps = 0.25 / 2
     m = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
     g = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
-    assert aml_mask_loss(m, g).item() == pytest.approx(0.25 + 0.125)
+    lit = dict(dice_form="linear", centroid_units="mask_px")  # Eq. 2 as printed, mask-pixel centroids
+    assert aml_mask_loss(m, g, **lit).item() == pytest.approx(0.25 + 0.125)
     # normalized coordinates: dist^2 = (0.5 / 2)^2 = 0.0625 -> eps = 0.03125
-    assert aml_mask_loss(m, g, centroid_units="normalized").item() == pytest.approx(0.25 + 0.03125)
+    assert aml_mask_loss(m, g, dice_form="linear", centroid_units="normalized").item() == pytest.approx(
+        0.25 + 0.03125)
+    # the defaults: SOLOv2's squared dice (sum m^2 = 1, sum g^2 = 2: 1 - 2 / 3.002) and normalized centroids
+    assert aml_mask_loss(m, g).item() == pytest.approx(1 - 2 / 3.002 + 0.03125)
+    assert aml_mask_loss(m, g, centroid_units="mask_px").item() == pytest.approx(
+        dice_loss(m, g).item() + 0.125)
     # soft m = [[.5, .5], [0, 0]] vs g = [[1, 0], [0, 0]]: sum(mg) = .5, dice 1 - 2/3,
     # C_P = (1.0, 0.5), C_G = (0.5, 0.5): eps = 0.25 / 1.5
     m2 = torch.tensor([[[0.5, 0.5], [0.0, 0.0]]])
     g2 = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
-    assert aml_mask_loss(m2, g2).item() == pytest.approx(1 / 3 + 1 / 6)
+    assert aml_mask_loss(m2, g2, **lit).item() == pytest.approx(1 / 3 + 1 / 6)
+    # squared: sum m^2 = .5, sum g^2 = 1: 1 - 1 / 1.502
+    assert aml_mask_loss(m2, g2, dice_form="squared", centroid_units="mask_px").item() == pytest.approx(
+        1 - 1 / 1.502 + 1 / 6)
+    with pytest.raises(ValueError, match="dice_form"):
+        aml_mask_loss(m2, g2, dice_form="cubic")
 
 
 def test_aml_mask_loss_pairwise_matches_elementwise_and_has_gradient():
@@ -64,14 +75,17 @@ def test_aml_mask_loss_pairwise_matches_elementwise_and_has_gradient():
     tgt = (torch.rand(2, 5, 6, generator=g) > 0.5).float()
     pair = aml_mask_loss(pred, tgt, pairwise=True)
     assert pair.shape == (3, 2)
-    for k in range(3):
-        for n in range(2):
-            single = aml_mask_loss(pred[k:k + 1], tgt[n:n + 1])
-            assert pair[k, n].item() == pytest.approx(single.item(), rel=1e-5)
+    for form in ("squared", "linear"):
+        pf = aml_mask_loss(pred, tgt, pairwise=True, dice_form=form)
+        for k in range(3):
+            for n in range(2):
+                single = aml_mask_loss(pred[k:k + 1], tgt[n:n + 1], dice_form=form)
+                assert pf[k, n].item() == pytest.approx(single.item(), rel=1e-5)
     pair.sum().backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
-    perfect = aml_mask_loss(tgt, tgt)
+    perfect = aml_mask_loss(tgt, tgt, dice_form="linear")
     assert perfect.tolist() == pytest.approx([0.0, 0.0], abs=1e-6)  # no centroid shift, smoothed dice 0
+    assert aml_mask_loss(tgt, tgt).tolist() == pytest.approx([0.0, 0.0], abs=1e-3)  # squared: eps 2e-3 only
     with pytest.raises(ValueError, match="centroid_units"):
         aml_mask_loss(tgt, tgt, centroid_units="cm")
     with pytest.raises(ValueError):

@@ -185,7 +185,8 @@ def test_masks_at_stride4():
 # ---------------------------------------------------------------------------------------------
 def test_aml_cost_by_hand_picks_minimum_loss_owner():
     """Two objects claim the only cell; the cell predicts object 0's mask -> AML gives it to object 0."""
-    model = SOLOv2(smoke_cfg(use_aml=True))
+    # Eq. 2 as printed (linear dice) with mask-pixel centroids: the hand numbers below
+    model = SOLOv2(smoke_cfg(use_aml=True, aml_dice_form="linear", aml_centroid_units="mask_px"))
     hm = wm = 4
     region_a = torch.zeros(hm, wm)
     region_a[:2, :2] = 1  # object 0 at stride 4: top-left 2 x 2

@@ -186,3 +186,96 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
     (note,) = mixed_schedule_note(study, mixed)
     assert "train.warmup_iters=300: 3 records" in note and "train.warmup_iters=100: 1 records" in note
     assert "base_lr" not in note
+
+
+@pytest.mark.slow
+def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatch):
+    """`study NAME --profile smoke` on a quick-profile study writes results/NAME@smoke/ and reports/NAME@smoke.md;
+    the study's own records and report stay byte-identical (issue 13: 8 smoke records had leaked into Table 1)."""
+    import shutil
+    from pathlib import Path
+
+    from harness.studies import load_study, run_study, study_records
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    for sub in ("results/uniinst_table6", "reports"):
+        shutil.copytree(repo / sub, tmp_path / sub)
+    before = {p: p.read_bytes() for p in [*(tmp_path / "results/uniinst_table6").iterdir(),
+                                            tmp_path / "reports/uniinst_table6.md"]}
+    run_study("uniinst_table6", profile="smoke", seeds=1, progress=False)
+    assert {p: p.read_bytes() for p in before} == before
+    smoke = study_records("uniinst_table6@smoke")
+    assert smoke and all(r["config"]["profile"] == "smoke" for r in smoke)
+    assert (tmp_path / "reports/uniinst_table6@smoke.md").is_file()
+    assert load_study("uniinst_table6@smoke").profile == "smoke"
+    # a stray smoke record appended to the quick study's file is kept out of its report
+    own = tmp_path / "results/uniinst_table6/runs.jsonl"
+    with open(own, "a") as f:
+        f.write((tmp_path / "results/uniinst_table6@smoke/runs.jsonl").read_text())
+    assert all(r["config"]["profile"] == "quick" for r in study_records("uniinst_table6"))
+
+
+def test_readings_registry_defaults_are_the_config_defaults_and_variants_change_one_field():
+    import dataclasses
+
+    import methods
+    from harness.readings import READINGS, reading_variants
+    from harness.studies import load_study
+    for rd in READINGS:
+        cfg_default = {f.name: f.default for f in dataclasses.fields(methods.METHODS[rd.method].Config)}
+        if rd.field != "seed_thr":  # the quick profile's seed threshold (the paper profile keeps the paper's 0.5)
+            assert cfg_default[rd.field] == rd.default, rd.field
+        assert rd.default in rd.values and rd.alternatives() and rd.why
+    study = load_study("ablation_table1")
+    from experiments.ablation_table1 import READING_CLAIMS
+    jobs = reading_variants(study, READING_CLAIMS)
+    names = [v.name for v, _, _ in jobs]
+    assert len(names) == len(set(names))
+    lit = dict((v.name, v) for v, _, _ in jobs)["+CSPAM [cspam_theta_on=reduced]"]
+    base = {v.name: v for v in study.variants}["+CSPAM"]
+    assert lit.overrides == base.overrides + ("method.cspam_theta_on=reduced",)
+    assert "+AML @ shapes-ochuman [aml_dice_form=linear]" in names and "baseline (SOLOv2) @ shapes-ochuman" in names
+    # CASNet's reading changes both rows of its claim
+    from experiments.casnet_table1 import READING_CLAIMS as CAS
+    cas = [v.name for v, _, _ in reading_variants(load_study("casnet_table1"), CAS)]
+    assert "casnet (joint) [prob_loss=bce]" in cas and "casnet (separated) [prob_loss=bce]" in cas
+
+
+@pytest.mark.slow
+def test_readings_mode_runs_every_reading_and_reports_per_claim(tmp_path, monkeypatch):
+    import experiments.ablation_table1 as t1
+    from harness.readings import ReadingClaim, run_readings
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    # one claim, one reading: 3 smoke trainings (the study's own claims need 14 per seed)
+    monkeypatch.setattr(t1, "READING_CLAIMS", (ReadingClaim("+CSPAM raises AP", "+CSPAM", "baseline (SOLOv2)", "AP",
+                                                            1.6, ("cspam_theta_on",)),))
+    monkeypatch.setattr("harness.readings.READINGS", tuple(
+        r if r.field != "cspam_theta_on" else type(r)(**{**r.__dict__, "values": ("residual", "reduced")})
+        for r in __import__("harness.readings", fromlist=["READINGS"]).READINGS))
+    md, _ = run_readings("ablation_table1", seeds=1, progress=False, profile="smoke")
+    text = Path(md).read_text()
+    assert Path(md).name == "ablation_table1_readings@smoke.md"
+    for needle in ("cspam_theta_on=reduced", "→ overall", "## Run health", "## The readings"):
+        assert needle in text, needle
+    recs = [json.loads(x) for x in (tmp_path / "results/ablation_table1_readings@smoke/runs.jsonl").read_text()
+            .splitlines()]
+    assert len(recs) == 3
+    lit = [r for r in recs if r["variant"] == "+CSPAM [cspam_theta_on=reduced]"]
+    assert lit and lit[0]["config"]["method.cspam_theta_on"] == "reduced"
+    assert all(r["train"]["diagnostics"]["n_gt_seen"] > 0 for r in recs)
+
+
+@pytest.mark.slow
+def test_equal_compute_iterations_match_the_cost_model():
+    """The hard-coded equal-FLOPs Mask R-CNN schedule (experiments/_compute.py) is what harness.cost computes."""
+    from experiments._compute import EQUAL_FLOPS_MASKRCNN_ITERS
+    from harness.config import make_config
+    from harness.cost import train_gflops_per_iter
+    single = [train_gflops_per_iter(make_config(m, "quick", overrides=["data.train_images=16"]))
+              for m in ("solov2", "condinst", "uniinst")]
+    mr = train_gflops_per_iter(make_config("maskrcnn", "quick", overrides=["data.train_images=16"]))
+    assert mr > 0 and all(g > 0 for g in single)
+    iters = 1200 * (sum(single) / len(single)) / mr
+    assert abs(iters - EQUAL_FLOPS_MASKRCNN_ITERS) / EQUAL_FLOPS_MASKRCNN_ITERS < 0.1, iters

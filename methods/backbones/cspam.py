@@ -39,7 +39,10 @@ from torchvision.ops import Conv2dNormActivation
 
 from methods.backbones import BACKBONES, NARROW_WIDTHS
 
-ThetaOn = Literal["reduced", "attention"]
+ThetaOn = Literal["reduced", "attention", "residual"]
+PamInit = Literal["default", "kaiming"]
+LogitScale = Literal["none", "sqrt"]
+CspWidth = Literal["half", "full"]
 
 # name -> (block type, blocks per stage, stage output widths C2..C5, stem width); mirrors build_backbone.
 _SPECS: dict[str, tuple[type[nn.Module], tuple[int, ...], tuple[int, ...], int]] = {
@@ -67,14 +70,27 @@ class PositionAttention(nn.Module):
         S = softmax(P^T A, over the last axis)                   (B, N, N), S[i, j] = weight of j for i
         PAM = M S^T                                              (B, C1, N), reshaped to (B, C1, H, W)
         T2 = Conv1x1_out(PAM)                                    (B, C - C1, H, W)
-        T3 = concat(theta * T1, T2)          (theta_on="reduced", the paper's text; default)
+        T3 = concat(theta * T1, T2)          (theta_on="reduced", the paper's literal text)
         T3 = concat(T1, theta * T2)          (theta_on="attention", DANet's placement of the scale)
+        out = X + theta * concat(T1, T2)     (theta_on="residual", the default: DANet / SAGAN's
+                                              identity-at-initialisation residual, out = gamma * attn + x)
 
-    ``theta`` is a learnable scalar initialised to 0 (paper: "set to 0 at the beginning").  Identity at
-    theta = 0, exactly:
+    ``theta`` is a learnable scalar initialised to 0 (paper: "set to 0 at the beginning").  At theta = 0,
+    exactly:
 
         theta_on="reduced":   T3 = concat(zeros(B, C1, H, W), T2)   (the attention path alone)
         theta_on="attention": T3 = concat(T1, zeros(B, C - C1, H, W))  (the reduced map alone)
+        theta_on="residual":  out = X                                (identity: the block starts as the
+                                                                      plain CSP backbone)
+
+    Why "residual" is the default: the paper's sentence ("T1 is multiplied by the adaptive weight factor
+    theta ... set to 0 at the beginning") read literally makes the module start as the attention path
+    alone, a C -> C/8 -> C bottleneck that every stage's features must squeeze through (4-8 channels in a
+    narrow ResNet); quick profile: AP 1.8.  "theta set to 0 at the beginning" is the device of DANet's PAM
+    (Fu et al. 2019, ``PAM_Module``: ``out = gamma * out + x``, gamma = 0) and SAGAN, from which the module
+    derives, whose purpose is that the network starts as its backbone; that reading gives AP 19.3 / 19.4
+    (seeds 0 / 1, quick profile of 2026-12-01).  The literal reading stays ``theta_on="reduced"``; the
+    study ``ablation_table1 --readings`` runs the claim under each.
 
     Choices where the paper is open: the paper says P, A and M are obtained from the reduced map "by
     reshape"; by default each gets its own 1x1 projection (query / key / value, as in DANet's PAM from
@@ -90,24 +106,32 @@ class PositionAttention(nn.Module):
             (N, N) matrix in memory on GPU) instead of two explicit batched matmuls.  Same result; note
             that ``torch.utils.flop_counter`` counts no FLOPs for its CPU kernel, so keep it False when
             counting FLOPs on CPU.
+        logit_scale: "none" (P^T A as the paper and DANet write it) or "sqrt" (divided by sqrt(C1), the
+            transformer's scaled dot product).
+        min_reduced_channels: floor on C1 (1 = the paper's C / 8 exactly; e.g. 16 keeps a narrow network's
+            attention from working on 4-8 channels).  C1 is capped at C - 1 so that T2 is non-empty.
 
     Raises:
-        ValueError: channels < 2, reduction < 1 or an unknown ``theta_on``.
+        ValueError: channels < 2, reduction < 1, an unknown ``theta_on`` or ``logit_scale``.
     """
 
-    def __init__(self, channels: int, reduction: int = 8, theta_on: ThetaOn = "reduced",
-                 use_projections: bool = True, use_sdpa: bool = False) -> None:
+    def __init__(self, channels: int, reduction: int = 8, theta_on: ThetaOn = "residual",
+                 use_projections: bool = True, use_sdpa: bool = False, logit_scale: LogitScale = "none",
+                 min_reduced_channels: int = 1) -> None:
         super().__init__()
-        if channels < 2 or reduction < 1:
-            raise ValueError(f"PositionAttention needs channels >= 2 and reduction >= 1, got {channels}, "
-                             f"{reduction}")
-        if theta_on not in ("reduced", "attention"):
-            raise ValueError(f"unknown theta_on {theta_on!r}; valid: reduced, attention")
+        if channels < 2 or reduction < 1 or min_reduced_channels < 1:
+            raise ValueError(f"PositionAttention needs channels >= 2, reduction >= 1 and min_reduced_channels"
+                             f" >= 1, got {channels}, {reduction}, {min_reduced_channels}")
+        if theta_on not in ("reduced", "attention", "residual"):
+            raise ValueError(f"unknown theta_on {theta_on!r}; valid: reduced, attention, residual")
+        if logit_scale not in ("none", "sqrt"):
+            raise ValueError(f"unknown logit_scale {logit_scale!r}; valid: none, sqrt")
         self.channels = channels
-        self.reduced_channels = max(1, channels // reduction)
+        self.reduced_channels = min(channels - 1, max(min_reduced_channels, channels // reduction))
         c1 = self.reduced_channels
         self.theta_on = theta_on
         self.use_sdpa = use_sdpa
+        self.logit_scale = 1.0 if logit_scale == "none" else c1 ** -0.5
         self.reduce = nn.Conv2d(channels, c1, 1)
         make = (lambda: nn.Conv2d(c1, c1, 1)) if use_projections else nn.Identity
         self.proj_p, self.proj_a, self.proj_m = make(), make(), make()
@@ -123,17 +147,20 @@ class PositionAttention(nn.Module):
         if self.use_sdpa:
             pam = F.scaled_dot_product_attention(  # (B, 1, N, C1), one head, queries P^T, keys A^T
                 p.transpose(1, 2)[:, None], a.transpose(1, 2)[:, None], m.transpose(1, 2)[:, None],
-                scale=1.0)
+                scale=self.logit_scale)
             return pam[:, 0].transpose(1, 2).reshape(b, c1, h, w)
-        attn = torch.softmax(torch.bmm(p.transpose(1, 2), a), dim=-1)  # (B, N, N)
+        attn = torch.softmax(torch.bmm(p.transpose(1, 2), a) * self.logit_scale, dim=-1)  # (B, N, N)
         return torch.bmm(m, attn.transpose(1, 2)).reshape(b, c1, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (B, C, H, W) float -> T3 (B, C, H, W), channels [0, C1) from T1, [C1, C) from T2."""
+        """x (B, C, H, W) float -> (B, C, H, W): T3 (channels [0, C1) from T1, [C1, C) from T2), or
+        X + theta * T3 with ``theta_on="residual"``."""
         t1 = self.reduce(x)
         t2 = self.out(self.attend(t1))
         if self.theta_on == "reduced":
             return torch.cat([self.theta * t1, t2], dim=1)
+        if self.theta_on == "residual":
+            return x + self.theta * torch.cat([t1, t2], dim=1)
         return torch.cat([t1, self.theta * t2], dim=1)
 
 
@@ -148,15 +175,19 @@ class CSPStage(nn.Module):
 
     forward(x: (B, in_channels, H, W)) -> (B, out_channels, ceil(H / stride), ceil(W / stride)):
     ``fuse(concat(bypass(x), transition(blocks(main(x)))))``; ``blocks`` are ``num_blocks`` torchvision
-    ``block`` modules (ReLU -> Mish) at width out_channels / 2, the first one with the stride.
+    ``block`` modules (ReLU -> Mish) at width out_channels / 2 (``width="half"``: the paper's "the number of
+    parameters of the convolutional layers is reduced") or out_channels (``width="full"``: the ResNet's own
+    3x3 widths in each part, as timm's ``cspresnet50`` keeps them), the first one with the stride.
     """
 
     def __init__(self, block: type[nn.Module], in_channels: int, out_channels: int, num_blocks: int,
-                 stride: int) -> None:
+                 stride: int, width: CspWidth = "half") -> None:
         super().__init__()
-        half = out_channels // 2
+        if width not in ("half", "full"):
+            raise ValueError(f"unknown CSP width {width!r}; valid: half, full")
+        half = out_channels // 2 if width == "half" else out_channels
         expansion = getattr(block, "expansion", 1)
-        if out_channels % 2 or half % expansion:
+        if (width == "half" and out_channels % 2) or half % expansion:
             raise ValueError(f"CSP stage width {out_channels} must split into halves divisible by the "
                              f"block expansion {expansion}")
         self.bypass = _conv_bn_mish(in_channels, half, 1, stride)
@@ -189,7 +220,12 @@ class CSPAMBackbone(nn.Module):
         widths: output channels of stages 1-4 (as the ResNet of the same name).
         stem_channels: channels of the 7x7 stride-2 stem conv.
         pam_after: stages (1-3) followed by a PAM, i.e. PAM between stage k and k + 1.
-        reduction, theta_on, use_projections, use_sdpa: of each ``PositionAttention``.
+        reduction, theta_on, use_projections, use_sdpa, logit_scale, min_reduced_channels: of each
+            ``PositionAttention``.
+        pam_init: "default" (PyTorch's default init of the PAM's 1x1 convs, as DANet's ``PAM_Module``) or
+            "kaiming" (the backbone's kaiming-normal fan-out init applied to them too; the code until
+            2026-12-02).
+        csp_width: ``CSPStage`` width ("half" or "full").
 
     Raises:
         ValueError: a ``pam_after`` entry outside 1-3, or widths that cannot be halved for the blocks.
@@ -197,8 +233,9 @@ class CSPAMBackbone(nn.Module):
 
     def __init__(self, block: type[nn.Module], layers: tuple[int, ...], widths: tuple[int, ...],
                  stem_channels: int, pam_after: tuple[int, ...] = (2, 3), reduction: int = 8,
-                 theta_on: ThetaOn = "reduced", use_projections: bool = True,
-                 use_sdpa: bool = False) -> None:
+                 theta_on: ThetaOn = "residual", use_projections: bool = True,
+                 use_sdpa: bool = False, logit_scale: LogitScale = "none", min_reduced_channels: int = 1,
+                 pam_init: PamInit = "default", csp_width: CspWidth = "half") -> None:
         super().__init__()
         if not set(pam_after) <= {1, 2, 3}:
             raise ValueError(f"pam_after {pam_after!r}: a PAM goes between stages, after stage 1, 2 or 3")
@@ -207,13 +244,18 @@ class CSPAMBackbone(nn.Module):
             nn.BatchNorm2d(stem_channels), nn.Mish(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         ins = (stem_channels, *widths[:3])
         strides = (1, 2, 2, 2)
-        self.stages = nn.ModuleList(CSPStage(block, *args) for args in zip(ins, widths, layers, strides))
+        if pam_init not in ("default", "kaiming"):
+            raise ValueError(f"unknown pam_init {pam_init!r}; valid: default, kaiming")
+        self.stages = nn.ModuleList(CSPStage(block, *args, width=csp_width)
+                                    for args in zip(ins, widths, layers, strides))
         self.pam = nn.ModuleDict({
-            str(k): PositionAttention(widths[k - 1], reduction, theta_on, use_projections, use_sdpa)
+            str(k): PositionAttention(widths[k - 1], reduction, theta_on, use_projections, use_sdpa, logit_scale,
+                                      min_reduced_channels)
             for k in sorted(pam_after)})
         self.out_channels = list(widths)
+        skip = set() if pam_init == "kaiming" else {id(m) for m in self.pam.modules()}
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and id(m) not in skip:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -228,8 +270,9 @@ class CSPAMBackbone(nn.Module):
 
 
 def build_cspam_backbone(name: str, pretrained: str = "", *, pam_after: tuple[int, ...] = (2, 3),
-                         reduction: int = 8, theta_on: ThetaOn = "reduced", use_projections: bool = True,
-                         use_sdpa: bool = False) -> CSPAMBackbone:
+                         reduction: int = 8, theta_on: ThetaOn = "residual", use_projections: bool = True,
+                         use_sdpa: bool = False, logit_scale: LogitScale = "none", min_reduced_channels: int = 1,
+                         pam_init: PamInit = "default", csp_width: CspWidth = "half") -> CSPAMBackbone:
     """The CSPAM variant of ResNet ``name`` (same names, depths and stage widths as ``build_backbone``).
 
     Raises:
@@ -244,4 +287,4 @@ def build_cspam_backbone(name: str, pretrained: str = "", *, pam_after: tuple[in
             "train it from scratch with --set method.pretrained=''")
     block, layers, widths, stem = _SPECS[name]
     return CSPAMBackbone(block, layers, widths, stem, pam_after, reduction, theta_on, use_projections,
-                         use_sdpa)
+                         use_sdpa, logit_scale, min_reduced_channels, pam_init, csp_width)
