@@ -13,6 +13,7 @@ from harness.launch import Job, SlurmOptions, describe_slurm, study_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "uniinst_table6"
+SMOKE = f"{STUDY}@smoke"  # the study at another profile than its own: records and report of their own
 
 
 def _harness(cwd: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -23,7 +24,7 @@ def _harness(cwd: Path, *args: str, env_extra: dict | None = None) -> subprocess
 
 
 def _records(cwd: Path) -> list[dict]:
-    return [json.loads(x) for x in (cwd / "results" / STUDY / "runs.jsonl").read_text().splitlines() if x.strip()]
+    return [json.loads(x) for x in (cwd / "results" / SMOKE / "runs.jsonl").read_text().splitlines() if x.strip()]
 
 
 def _by_eval(recs: list[dict]) -> dict:
@@ -60,12 +61,12 @@ def test_pool_and_submitit_local_match_a_sequential_run(tmp_path):
         runs[name] = tmp_path / name
     seq = _by_eval(_records(runs["sequential"]))
     assert len(seq) == 2 * 2  # two variants x two seeds, one evaluation each
-    report = _without_wall_clock((runs["sequential"] / "reports" / f"{STUDY}.md").read_text())
+    report = _without_wall_clock((runs["sequential"] / "reports" / f"{SMOKE}.md").read_text())
     for name in ("local", "submitit"):
         assert _by_eval(_records(runs[name])) == seq, name
-        assert _without_wall_clock((runs[name] / "reports" / f"{STUDY}.md").read_text()) == report, name
-    assert list((runs["submitit"] / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
-    assert len(list((runs["local"] / "wd" / "launch" / STUDY).glob("*.log"))) == 4
+        assert _without_wall_clock((runs[name] / "reports" / f"{SMOKE}.md").read_text()) == report, name
+    assert list((runs["submitit"] / "wd" / "submitit" / SMOKE).glob("*/*_log.out"))
+    assert len(list((runs["local"] / "wd" / "launch" / SMOKE).glob("*.log"))) == 4
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_a_job_killed_mid_run_is_resumed_without_training_twice_or_doubling_reco
     assert f"FAILED {victim} (killed by signal 9); log: " in res.stdout
     recs = _records(cwd)
     assert len(recs) == 3 and "w/ aux" not in {r["variant"] for r in recs if r["seed"] == 1}
-    assert "Incomplete: 3 of the 6 evaluations" in (cwd / "reports" / f"{STUDY}.md").read_text()  # 3 seeds asked
+    assert "Incomplete: 3 of the 6 evaluations" in (cwd / "reports" / f"{SMOKE}.md").read_text()  # 3 seeds asked
     runs = {p.name: p for p in (cwd / "wd").iterdir() if p.is_dir() and p.name.startswith("uniinst-")}
     finished = {n: (p / "model_final.pth").stat().st_mtime_ns for n, p in runs.items()
                 if (p / "final.json").is_file()}
@@ -94,7 +95,7 @@ def test_a_job_killed_mid_run_is_resumed_without_training_twice_or_doubling_reco
         assert (runs[n] / "model_final.pth").stat().st_mtime_ns == mtime
         assert json.loads((runs[n] / "final.json").read_text())["resumed_from"] == 0
     assert json.loads((runs[killed] / "final.json").read_text())["resumed_from"] == 2
-    assert "Incomplete: 4 of the 6 evaluations" in (cwd / "reports" / f"{STUDY}.md").read_text()
+    assert "Incomplete: 4 of the 6 evaluations" in (cwd / "reports" / f"{SMOKE}.md").read_text()
     # running the study again (in this process's launcher) trains and records nothing
     res = _study(cwd)
     assert res.returncode == 0 and len(_records(cwd)) == 4
@@ -191,16 +192,16 @@ def test_slurm_launcher_submits_one_array_then_a_report_job_after_it(tmp_path, m
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
     monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
     jobs = study_jobs(STUDY, profile="paper", seeds=2)
-    out = launch.run_submitit(jobs, cluster="slurm", study=STUDY, opts=SlurmOptions(partition="gpu", nodes=2,
+    out = launch.run_submitit(jobs, cluster="slurm", study=jobs[0].study, opts=SlurmOptions(partition="gpu", nodes=2,
                                                                                    gpus_per_job=4), log=lambda _: None)
     array, report = made
     assert array.cluster == "slurm" and array.in_batch == 1 and len(array.subs) == 4
     assert array.params["nodes"] == 2 and array.params["tasks_per_node"] == 4 and array.params["gpus_per_node"] == 4
     assert [fn.job for fn, _ in array.subs] == jobs and all(isinstance(fn, launch.StudyJob) for fn, _ in array.subs)
     assert report.params["slurm_additional_parameters"] == {"dependency": "afterany:777"}
-    assert report.subs == [(launch._write_report, (STUDY,))]
+    assert jobs[0].study == f"{STUDY}@paper" and report.subs == [(launch._write_report, (jobs[0].study,))]
     assert out.done == ["777_0", "777_1", "777_2", "777_3", "778"]
-    assert str(tmp_path / "wd" / "submitit" / STUDY) in array.folder
+    assert str(tmp_path / "wd" / "submitit" / f"{STUDY}@paper") in array.folder
 
 
 @pytest.mark.slow
@@ -214,7 +215,7 @@ def test_submitit_job_past_its_time_limit_is_requeued_and_resumes_from_its_check
     assert res.returncode == 0, res.stdout + res.stderr
     (rec,) = _records(cwd)
     final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
-    logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / STUDY).glob("*/*_log.out"))
+    logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / SMOKE).glob("*/*_log.out"))
     assert "Requeued job" in logs and final["iterations"] == 150 and final["resumed_from"] > 0
 
 
@@ -260,3 +261,16 @@ def test_compare_through_the_pool_matches_a_sequential_compare(tmp_path):
         (tmp_path / "sequential" / "results" / "cmp" / "compare.json").read_text()
     assert _without_wall_clock((tmp_path / "local" / "reports" / "cmp.md").read_text()) == \
         _without_wall_clock((tmp_path / "sequential" / "reports" / "cmp.md").read_text())
+
+
+def test_gpus_are_handed_out_one_per_job_and_shared_only_when_all_are_busy(monkeypatch):
+    from harness.launch import _free_gpus, visible_gpus
+    assert _free_gpus(["0", "1", "2"], {"0"}, 1) == ["1"]
+    assert _free_gpus(["0", "1"], {"0", "1"}, 1) == ["0"]
+    assert _free_gpus(["0", "1", "2", "3"], {"1"}, 2) == ["0", "2"]
+    assert _free_gpus([], set(), 0) == []
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"]
