@@ -24,7 +24,7 @@ def _variants():
     from experiments._compute import EQUAL_FLOPS_MASKRCNN, EQUAL_FLOPS_NAME
     out = tuple(Variant(name=m, method=m, time=True) for m in METHODS if m in methods.available())
     if "maskrcnn" in methods.available():  # Mask R-CNN at the single-stage methods' training FLOPs (issue 13)
-        out += (Variant(name=EQUAL_FLOPS_NAME, method="maskrcnn", time=True, overrides=EQUAL_FLOPS_MASKRCNN),)
+        out += (Variant(name=EQUAL_FLOPS_NAME, method="maskrcnn", time=True, profile_overrides=EQUAL_FLOPS_MASKRCNN),)
     return out
 
 

@@ -33,7 +33,7 @@ METHODS = available(TABLE1_METHODS)
 ROWS = {m: m for m in METHODS} | ({EQUAL_FLOPS_NAME: "maskrcnn"} if "maskrcnn" in METHODS else {})
 VARIANTS = tuple(Variant(name=m, method=m, postprocess=(NMS_KIND[m], "none")) for m in METHODS) + tuple(
     Variant(name=EQUAL_FLOPS_NAME, method="maskrcnn", postprocess=(NMS_KIND["maskrcnn"], "none"),
-            overrides=EQUAL_FLOPS_MASKRCNN) for _ in ROWS if _ == EQUAL_FLOPS_NAME)
+            profile_overrides=EQUAL_FLOPS_MASKRCNN) for _ in ROWS if _ == EQUAL_FLOPS_NAME)
 
 
 def _paired(df: pd.DataFrame, m: str, metric: str) -> list[float]:

@@ -45,6 +45,9 @@ class Variant:
     val_dataset: str | None = None
     protocol: str = "coco"
     panoptic: bool = False
+    # overrides applied only at a given profile, ((profile, (overrides...)), ...): e.g. a schedule cut to another
+    # method's training FLOPs, whose iteration count depends on the profile's own
+    profile_overrides: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -78,7 +81,8 @@ class Study:
             for v in self.variants:
                 cfg = make_config(v.method, profile, dataset=self.dataset,
                                   val_dataset=v.val_dataset or self.val_dataset or None, seed=seed,
-                                  overrides=list(self.overrides) + list(v.overrides) + list(extra))
+                                  overrides=list(self.overrides) + list(v.overrides)
+                                  + list(dict(v.profile_overrides).get(profile, ())) + list(extra))
                 yield v, seed, cfg
 
 

@@ -24,7 +24,8 @@ def test_uniinst_table1_smoke_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
     md, png = run_study("uniinst_table1", profile="smoke", seeds=2, progress=False)
-    recs = [json.loads(x) for x in Path("results/uniinst_table1/runs.jsonl").read_text().splitlines()]
+    # a study at another profile than its own keeps its records apart (results/<study>@<profile>/)
+    recs = [json.loads(x) for x in Path("results/uniinst_table1@smoke/runs.jsonl").read_text().splitlines()]
     study = load_study("uniinst_table1")
     # every method x {its NMS, none} x 2 seeds, each evaluated on the same trained weights
     assert len(recs) == len(study.variants) * 2 * 2
@@ -37,9 +38,9 @@ def test_uniinst_table1_smoke_end_to_end(tmp_path, monkeypatch):
     first = (Path(md).read_bytes(), Path(png).read_bytes())
     # running again trains and records nothing new
     run_study("uniinst_table1", profile="smoke", seeds=2, progress=False)
-    assert len(Path("results/uniinst_table1/runs.jsonl").read_text().splitlines()) == len(recs)
+    assert len(Path("results/uniinst_table1@smoke/runs.jsonl").read_text().splitlines()) == len(recs)
     # the report step alone regenerates identical bytes
-    regenerate_reports(["uniinst_table1"])
+    regenerate_reports(["uniinst_table1@smoke"])
     assert (Path(md).read_bytes(), Path(png).read_bytes()) == first
 
 
@@ -277,5 +278,7 @@ def test_equal_compute_iterations_match_the_cost_model():
               for m in ("solov2", "condinst", "uniinst")]
     mr = train_gflops_per_iter(make_config("maskrcnn", "quick", overrides=["data.train_images=16"]))
     assert mr > 0 and all(g > 0 for g in single)
-    iters = 1200 * (sum(single) / len(single)) / mr
+    iters = 1500 * (sum(single) / len(single)) / mr
     assert abs(iters - EQUAL_FLOPS_MASKRCNN_ITERS) / EQUAL_FLOPS_MASKRCNN_ITERS < 0.1, iters
+    from experiments._compute import EQUAL_FLOPS_MASKRCNN
+    assert dict(EQUAL_FLOPS_MASKRCNN)["quick"][0] == f"train.max_iter={EQUAL_FLOPS_MASKRCNN_ITERS}"
