@@ -22,7 +22,8 @@ endef
 .PHONY: help install main test test-fast fuzz lint bench reports clean \
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
-	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real
+	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
+	ablation-table1-readings casnet-table1-readings validity
 
 # `make` alone prints this list (one line per target); tests/test_cli_help.py checks that it names every target
 help:
@@ -38,6 +39,7 @@ help:
 	@echo "make postprocess-study  one SOLOv2, evaluated with Matrix NMS, mask NMS and no NMS"
 	@echo "make coco-real          SOLOv2 trained on the real tiny_coco images (../shared/data)"
 	@echo "make ablation-table1    improved SOLOv2 Table 1 (CSPAM x TWFPN+CSMF x AML)"
+	@echo "make ablation-table1-readings  Table 1's claims under every open reading of CSPAM and AML"
 	@echo "make ablation-table2    improved SOLOv2 Table 2 (methods side by side, timed)"
 	@echo "make ablation-table3    improved SOLOv2 Table 3 (per-class AP, shapes-street)"
 	@echo "make ablation-cspam     which part of CSPAM moves AP (not a paper table)"
@@ -49,11 +51,13 @@ help:
 	@echo "make uniinst-table8     UniInst Table 8 (speed by the timing protocol)"
 	@echo "make uniinst-all        every UniInst table in the order that reuses runs"
 	@echo "make casnet-table1      CASNet Table I (joint vs separated, beside the other methods)"
+	@echo "make casnet-table1-readings  CASNet Table I's claims under every open reading"
 	@echo "make casnet-table2      CASNet Table II (PQ, SQ, RQ, mIoU, AP)"
 	@echo "make casnet-table3      CASNet Table III (per-class AP with GT semantics)"
 	@echo "make casnet-table4      CASNet Table IV (per-class PQ with GT semantics)"
 	@echo "make casnet-seed-thr    CASNet's seed threshold (not a paper table)"
 	@echo "make seed-variance      SOLOv2's seed-to-seed AP spread (not a paper table)"
+	@echo "make validity           positives per GT and representation ceilings of every method -> reports/validity.md"
 	@echo "make clean              remove work_dirs, caches"
 	@echo "options: PROFILE=smoke|quick|paper SEEDS=N VARIANTS=a,b JOBS=N; python -m harness list shows studies"
 
@@ -96,6 +100,14 @@ coco-real:
 
 ablation-table1:
 	$(call run_study,ablation_table1)
+# Table 1's claims under every open reading of CSPAM and AML (harness/readings.py), AML also on shapes-ochuman
+ablation-table1-readings:
+	$(PYTHON) -m harness study ablation_table1 --readings $(if $(SEEDS),--seeds $(SEEDS))
+casnet-table1-readings:
+	$(PYTHON) -m harness study casnet_table1 --readings $(if $(SEEDS),--seeds $(SEEDS))
+# positives per GT and representation ceilings of every method at a profile -> reports/validity.md
+validity:
+	$(PYTHON) -m harness validity --profile $(or $(PROFILE),quick)
 ablation-table2:
 	$(call run_study,comparison_table2)
 ablation-table3:

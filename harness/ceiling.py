@@ -57,7 +57,7 @@ def _ceiling_ap(method: str, data_json: str, eval_json: str, profile: str) -> fl
     data = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(data_json).items()})
     ev = EvalConfig(**json.loads(eval_json))
     cfg = replace(make_config(method, profile), data=data, eval=ev)
-    ccfg = ceiling_config(cfg)
+    ccfg = ceiling_config(cfg, soft=True)
     val_ds = build_split(ccfg, "val")
     from harness.train import resolve_num_classes
     ccfg = resolve_num_classes(ccfg, val_ds)
@@ -69,7 +69,11 @@ def _ceiling_ap(method: str, data_json: str, eval_json: str, profile: str) -> fl
 
 
 def ceiling_ap(cfg: ExperimentConfig) -> float | None:
-    """Mask AP of ``cfg``'s representation on ``cfg``'s val data (computed once per process, no record)."""
+    """Mask AP of ``cfg``'s representation on ``cfg``'s val data (computed once per process, no record).
+
+    The representation's own ceiling: soft stride-4 values for the single-stage methods (what their stride-4
+    output can hold; the binary training targets cap lower, ``run_ceiling(..., soft=False)``), 28 x 28 RoI masks
+    for Mask R-CNN.  This is the ceiling of the run-health rule."""
     import dataclasses
     import json
     return _ceiling_ap(cfg.method.name, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True),

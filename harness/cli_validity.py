@@ -23,9 +23,28 @@ def cmd_ceiling(args) -> int:
     return 0
 
 
+def cmd_validity(args) -> int:
+    from harness.validity import METHODS, run_validity
+    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(METHODS)
+    md, _ = run_validity(args.profile, n_images=args.images, dataset=args.dataset, method_names=names,
+                         progress=not args.no_progress)
+    print(f"report: {md}; records: results/validity/runs.jsonl, results/ceiling/runs.jsonl")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from harness.cli import _add_common
     p = sub.add_parser("ceiling", help="AP of the ground truth passed through a method's mask representation")
     _add_common(p)
     p.add_argument("--soft", action="store_true", help="also the soft stride-4 variant (area fractions kept)")
     p.set_defaults(func=cmd_ceiling)
+
+    from harness.catalog import PROFILES  # not harness.config: --help stays free of torch
+    p = sub.add_parser("validity", help="positives per GT and representation ceilings of every method at a profile "
+                                        "-> reports/validity.md")
+    p.add_argument("--profile", default="quick", choices=PROFILES)
+    p.add_argument("--methods", default=None, help="comma-separated (default: every trainable method)")
+    p.add_argument("--dataset", default=None, help="training / val dataset spec (default: the profile's)")
+    p.add_argument("--images", type=int, default=200, help="training images the assigners see (default 200)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_validity)

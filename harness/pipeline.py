@@ -228,6 +228,7 @@ def _diagnostics(final: dict, cfg: ExperimentConfig) -> dict:
         diag["cost_error"] = str(e)
     try:
         diag["ceiling"] = ceiling_ap(cfg)
+        diag["ceiling_kind"] = "representation"  # soft stride-4 / 28x28 RoI (harness.ceiling.ceiling_ap)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as e:  # a dataset the oracle cannot read
         diag["ceiling"] = None
         diag["ceiling_error"] = str(e)

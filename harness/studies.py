@@ -346,7 +346,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
     status += mixed_schedule_note(study, records) + mixed_config_note(records)
     notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + compute_notes(records) + [HEALTH_NOTE])
+             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE])
     tables = list(spec.tables) + [("Run health", run_health_table(records))]
     return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}",
@@ -373,10 +373,54 @@ def records_frame(records: list[dict], metrics=COMPARE_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def record_ceiling(rec: dict) -> float | None:
+    """The representation ceiling of a record's run on its val data: ``train.diagnostics.ceiling`` when it is the
+    representation's (``ceiling_kind``), else the matching record of ``results/ceiling/`` (soft stride-4 / RoI), else
+    None.  (Records of the first runs of 2026-12-02 carry the binary-target ceiling instead.)"""
+    diag = (rec.get("train") or {}).get("diagnostics") or {}
+    if diag.get("ceiling_kind") == "representation":
+        return diag.get("ceiling")
+    return _ceiling_lookup().get(_ceiling_key(rec))
+
+
+def _ceiling_key(rec: dict) -> tuple:
+    from harness.ceiling import representation_of
+    c = rec.get("config") or {}
+    try:
+        rep = representation_of(rec["method"])
+    except KeyError:
+        return ()
+    rep = "stride4_soft" if rep == "stride4" else rep
+    return (rep, (rec.get("data") or {}).get("dataset"), c.get("data.test_short_side"), c.get("profile"))
+
+
+_CEILINGS: dict[tuple, dict] = {}
+
+
+def _ceiling_lookup() -> dict:
+    """(representation, val dataset, short side, profile) -> ceiling AP, from ``results/ceiling/runs.jsonl``
+    (read once per file version)."""
+    from harness.records import read_records, records_path
+    path = records_path("ceiling")
+    if not path.is_file():
+        return {}
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CEILINGS:
+        table = {}
+        for r in read_records(path):
+            c = r["config"]
+            table[(c["method.representation"], r["data"]["dataset"], c["data.test_short_side"], c["profile"])] = (
+                r["metrics"]["AP"])
+        _CEILINGS[key] = table
+    return _CEILINGS[key]
+
+
 def record_health(rec: dict) -> tuple[str, ...]:
     """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown."""
     from harness.health import health_reasons
     diag = (rec.get("train") or {}).get("diagnostics")
+    if diag:
+        diag = dict(diag, ceiling=record_ceiling(rec))
     return tuple(health_reasons(diag, (rec.get("metrics") or {}).get("AP")))
 
 
@@ -424,7 +468,8 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             vals = [(d.get(key) or {}).get(sub) if sub else d.get(key) for d in _rec]
             vals = [float(x) for x in vals if x is not None]
             return float(np.mean(vals)) if vals else None
-        ceil = [d.get("ceiling") for d in diags if d.get("ceiling") is not None]
+        ceil = [record_ceiling(r) for r in recs if (r.get("train") or {}).get("diagnostics")]
+        ceil = [c for c in ceil if c is not None]
         reasons = sorted({x for r in recs for x in record_health(r)})
         aps = [(r.get("metrics") or {}).get("AP") for r in recs]
         aps = [a for a in aps if a is not None]
@@ -484,6 +529,26 @@ def summary_table(df: pd.DataFrame, columns: list[str], order: list[str] | None 
             row[c] = fmt_mean_ci(mean, hw)
         out.append(row)
     return pd.DataFrame(out)
+
+
+_SIZE_KEYS = {"solov2": ("method.scale_ranges", "method.num_grids"), "condinst": ("method.sizes_of_interest",),
+              "maskrcnn": ("method.anchor_sizes",)}
+
+
+def scale_notes(records: list[dict]) -> list[str]:
+    """The object-size rule of each method shown (``harness.config.SCALE_RULES``) and the values its records were
+    trained with (so a report of records made under an older rule says so)."""
+    from harness.config import scale_rules_note
+    methods_seen = list(dict.fromkeys(r["method"] for r in records))
+    rule = scale_rules_note(methods_seen)
+    if not rule:
+        return []
+    used = []
+    for m in methods_seen:
+        for k in _SIZE_KEYS.get(m, ()):
+            vals = sorted({json.dumps((r.get("config") or {}).get(k)) for r in records if r["method"] == m})
+            used.append(f"`{m}` {k.split('.')[1]} {' / '.join(vals)}")
+    return [rule + (" Values in these records: " + "; ".join(used) + "." if used else "")]
 
 
 def training_notes(records: list[dict]) -> list[str]:
@@ -626,7 +691,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     records = [r for r in study_records(study) if r["variant"].split("[")[0] in keep
                and r.get("data", {}).get("dataset") == spec["val_name"]]
     rspec = default_report(st, records)
-    notes = rspec.notes + training_notes(records) + [HEALTH_NOTE]
+    notes = rspec.notes + training_notes(records) + scale_notes(records) + [HEALTH_NOTE]
     rspec.tables = list(rspec.tables) + [("Run health", run_health_table(records))]
     cmd = (f"python -m harness compare --methods {','.join(spec['methods'])} --dataset {spec['dataset']} "
            f"--profile {spec['profile']} --study {study}"
@@ -649,7 +714,12 @@ def regenerate_reports(names: list[str] | None = None) -> list[Path]:
     compares = {p.parent.name for p in root.glob("*/compare.json")}
     readings = {p.parent.name for p in root.glob("*_readings/runs.jsonl") if p.parent.name[:-9] in studies}
     out: list[Path] = []
-    for n in names or sorted(studies | compares | readings):
+    special = {"validity"} if (root / "validity" / "runs.jsonl").is_file() else set()
+    for n in names or sorted(studies | compares | readings | special):
+        if n == "validity":
+            from harness.validity import write_validity_report
+            out.extend(p for p in write_validity_report() if p)
+            continue
         if n in studies or (n.partition("@")[0] in studies and n.partition("@")[2]):
             study = load_study(n)
             if study_records(study.name):
