@@ -52,8 +52,8 @@ def data_train():
 # one thread of an idle core (2.7 s beside three other processes on the 2 cores), so ~14 min / ~27 min per run.
 # Trial 1 (a 900-iteration schedule) was stopped at iteration 100 for time; this schedule is trial 2, the one run.
 # Its result (reports/real_pennfudan.md, 2026-12-02, seed 0, one thread beside other work): CondInst 36.5 AP
-# (20.4 min), SOLOv2 21.0 (15.0 min), UniInst 13.5 (21.0 min), each still rising at iteration 600 (+0.9, +2.5,
-# +1.7 AP over the last 100 iterations): not converged.  The next trial is a longer schedule (~1200 iterations,
+# (20.4 min; +0.9 AP over the last 100 iterations: about flat), SOLOv2 21.0 (15.0 min; +2.5) and UniInst 13.5
+# (21.0 min; +1.7) still rising: not converged.  The next trial is a longer schedule (~1200 iterations,
 # steps at ~1000 / 1150), about 30 min per run on one busy thread.
 REAL_MAX_ITER = 600
 REAL_STEPS = (450, 560)
