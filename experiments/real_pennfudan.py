@@ -175,6 +175,10 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "CASNet: in instance mode its semantic head has T + 1 = 2 classes (person, background) for this one-class "
         "dataset, so it fits; its 'with NMS' row is its box NMS, 'none' skips it.",
         *convergence_notes(records),
+        *(["CASNet without NMS scores 0.0 AP and 0.0 AR100 while the same weights with box NMS score "
+           f"{_vals(df, 'casnet[box]', 'AP')[0]:.1f}: not investigated in this session; a fault in CASNet's no-NMS "
+           "path at this profile is suspected (its top-100 per image match no pedestrian at IoU 0.5)."]
+          if _vals(df, "casnet[none]", "AR100")[:1] == [0.0] and _vals(df, "casnet[box]", "AP") else []),
         "Profile ceiling per method (the validity issue's `ceiling` command) is not stated here: that command is "
         "being added in parallel and was not available to this study."] + occl_notes
 

@@ -49,7 +49,12 @@ def data_train():
 
 # the schedule: evaluated at every checkpoint (AP-vs-iteration curve, ``harness.curves``)
 # 600 iterations x 8 images = 42 epochs of the 115 train images; one SOLOv2 iteration takes 1.4 s at 256 px on
-# one thread of an idle core (2.7 s beside three other processes on the 2 cores), so ~14 min / ~27 min per run
+# one thread of an idle core (2.7 s beside three other processes on the 2 cores), so ~14 min / ~27 min per run.
+# Trial 1 (a 900-iteration schedule) was stopped at iteration 100 for time; this schedule is trial 2, the one run.
+# Its result (reports/real_pennfudan.md, 2026-12-02, seed 0, one thread beside other work): CondInst 36.5 AP
+# (20.4 min; +0.9 AP over the last 100 iterations: about flat), SOLOv2 21.0 (15.0 min; +2.5) and UniInst 13.5
+# (21.0 min; +1.7) still rising: not converged.  The next trial is a longer schedule (~1200 iterations,
+# steps at ~1000 / 1150), about 30 min per run on one busy thread.
 REAL_MAX_ITER = 600
 REAL_STEPS = (450, 560)
 REAL_CHECKPOINT_PERIOD = 100
