@@ -99,7 +99,7 @@ def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = Non
         KeyError: unknown study, or a variant not in the study (the message lists its variants).
     """
     from harness.studies import at_profile, load_study
-    study = at_profile(load_study(name), profile)  # another profile than the study's: results/<study>@<profile>/
+    study = at_profile(load_study(name), profile)  # another profile than the study's: "<name>@<profile>"
     names = [v.name for v in study.variants]
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
@@ -177,7 +177,12 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
     """
     out = Outcome()
     pending = list(jobs)
-    running: dict[subprocess.Popen, tuple[Job, Path]] = {}
+    running: dict[subprocess.Popen, tuple[Job, Path, list[str]]] = {}
+    gpus = visible_gpus()
+
+    def on_term(signum, frame):  # SIGTERM (a scheduler, `timeout`) stops the children as Ctrl-C does
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         while pending or running:
             while pending and len(running) < n:
@@ -187,17 +192,20 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
                 env = dict(os.environ)
                 if job.threads:
                     env.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads))
+                gpu = _free_gpus(gpus, {g for _, _, gs in running.values() for g in gs}, 1 if gpus else 0)
+                if gpu:
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu)
                 with open(log_path, "ab") as f:
                     f.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} job {job.to_json()}\n".encode())
                     f.flush()
                     p = subprocess.Popen([sys.executable, "-m", "harness.launch", "job", job.to_json()],
                                          stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-                running[p] = (job, log_path)
-                log(f"[{job.study}] started {job.name} (pid {p.pid}, {job.threads or 'default'} threads, "
-                    f"log {log_path})")
+                running[p] = (job, log_path, gpu)
+                log(f"[{job.study}] started {job.name} (pid {p.pid}, {job.threads or 'default'} threads"
+                    + (f", GPU {gpu[0]}" if gpu else "") + f", log {log_path})")
             time.sleep(0.1)
             for p in [p for p in running if p.poll() is not None]:
-                job, log_path = running.pop(p)
+                job, log_path, _ = running.pop(p)
                 if p.returncode == 0:
                     out.done.append(job.name)
                     log(f"[{job.study}] done {job.name}")
@@ -210,7 +218,24 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
         log(f"interrupted: stopping {len(running)} running job(s)")
         stop_children(list(running))
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return out
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand to its jobs (``CUDA_VISIBLE_DEVICES`` entries, else 0..count-1)."""
+    import torch
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [x.strip() for x in env.split(",") if x.strip()] if env else [str(i) for i in range(n)]
+    return ids[:n]
+
+
+def _free_gpus(gpus: list[str], busy: set[str], k: int) -> list[str]:
+    """``k`` GPUs of ``gpus`` not in ``busy`` (all of them when every GPU is busy: jobs then share, as before)."""
+    free = [g for g in gpus if g not in busy] or gpus
+    return free[:k]
 
 
 def stop_children(procs: list[subprocess.Popen], grace_s: float = KILL_GRACE_S) -> None:
@@ -352,19 +377,27 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
     tasks = opts.tasks_per_node if opts else 1  # --gpus-per-job N: N processes train each run together (DDP)
     # the preemption / time-out signal (USR2) comes signal_delay_s before the time limit, as on SLURM
     ex.update_parameters(timeout_min=timeout_min, signal_delay_s=int(max(1, min(120, timeout_min * 30))),
-                         tasks_per_node=tasks, **({"gpus_per_node": tasks} if tasks > 1 else {}))
+                         tasks_per_node=tasks)
+    gpus = [int(g) for g in visible_gpus() if g.isdigit()]
     out = Outcome()
     pending, running = list(jobs), {}
     try:
         while pending or running:
             while pending and len(running) < n:
                 job = pending.pop(0)
+                if gpus:  # each job its own GPUs (submitit sets CUDA_VISIBLE_DEVICES to them)
+                    mine = [int(g) for g in _free_gpus([str(g) for g in gpus], {str(g) for _, _, gs in
+                                                                             running.values() for g in gs}, tasks)]
+                    ex.update_parameters(gpus_per_node=len(mine), visible_gpus=mine)
+                else:  # no GPU: the tasks still get ranks (gloo); submitit only sets CUDA_VISIBLE_DEVICES
+                    mine = []
+                    ex.update_parameters(gpus_per_node=tasks if tasks > 1 else 0)
                 sj = ex.submit(StudyJob(job))
-                running[sj.job_id] = (job, sj)
+                running[sj.job_id] = (job, sj, mine)
                 log(f"[{study}] started {job.name} (submitit job {sj.job_id}, log {sj.paths.stdout})")
             time.sleep(0.2)
-            for jid in [k for k, (_, sj) in running.items() if sj.done()]:
-                job, sj = running.pop(jid)
+            for jid in [k for k, (_, sj, _) in running.items() if sj.done()]:
+                job, sj, _ = running.pop(jid)
                 try:
                     sj.results()  # every task's (one per process of a multi-process job)
                     out.done.append(job.name)
@@ -375,8 +408,8 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
                     log(f"[{study}] FAILED {job.name} ({why}); log: {sj.paths.stderr}")
     except KeyboardInterrupt:
         log(f"interrupted: stopping {len(running)} running job(s)")
-        procs = [sj._process for _, sj in running.values() if getattr(sj, "_process", None) is not None]
-        for _, sj in running.values():
+        procs = [sj._process for _, sj, _ in running.values() if getattr(sj, "_process", None) is not None]
+        for _, sj, _ in running.values():
             sj.cancel()
         stop_children(procs)
         raise

@@ -516,7 +516,7 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             "AP": _fmt_opt(float(np.mean(aps)) if aps else None, ".1f"),
             "train GFLOPs / it": _fmt_opt(mean("train_gflops_per_iter"), ".2f"),
             "train PFLOPs": _fmt_opt(mean("train_pflops"), ".2f"),
-            "train wall (min)": _fmt_opt(float(np.mean(walls)) / 60 if walls else None, ".1f"),
+            "train wall": f"{float(np.mean(walls)) / 60:.1f} min" if walls else "–",
             "health": ("; ".join(reasons) if reasons else
                        "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
                        any(not d.get("recorded", True) for d in diags) else "–"),

@@ -59,14 +59,15 @@ def test_real_pennfudan_smoke_end_to_end(tmp_path, monkeypatch, shared_data):
     monkeypatch.chdir(tmp_path / "repo")
     monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
     md, _ = run_study("real_pennfudan", profile="smoke", seeds=1, progress=False, variants=["solov2", "oracle"])
-    recs = [json.loads(x) for x in Path("results/real_pennfudan/runs.jsonl").read_text().splitlines()]
+    # a study at another profile than its own (real) keeps its records apart: results/real_pennfudan@smoke/
+    recs = [json.loads(x) for x in Path("results/real_pennfudan@smoke/runs.jsonl").read_text().splitlines()]
     assert {r["variant"] for r in recs} == {"solov2[matrix]", "solov2[none]", "oracle"}
     assert all(Path(r["data"]["predictions"]).is_file() for r in recs)
     assert all(r["data"]["stats"]["split_rule"].startswith("val iff crc32") for r in recs)
     text = Path(md).read_text()
-    assert "real_pennfudan_qualitative.png" in text and "real_pennfudan_curves.png" in text
+    assert "real_pennfudan@smoke_qualitative.png" in text and "real_pennfudan@smoke_curves.png" in text
     assert "Missing" in text and "uniinst: seeds 0, 1, 2" in text
     files = sorted(Path("reports").iterdir())
     first = [p.read_bytes() for p in files]
-    regenerate_reports(["real_pennfudan"])
+    regenerate_reports(["real_pennfudan@smoke"])
     assert [p.read_bytes() for p in files] == first
