@@ -211,12 +211,12 @@ def test_submitit_job_past_its_time_limit_is_requeued_and_resumes_from_its_check
     pytest.importorskip("submitit")
     cwd = tmp_path / "requeue"
     res = _study(cwd, "--variants", "w/ aux", "--launcher", "submitit-local", "--timeout-min", "0.3",
-                 "--set", "train.max_iter=150", "--set", "train.checkpoint_period=10", seeds=1)
+                 "--set", "train.max_iter=1000", "--set", "train.checkpoint_period=20", seeds=1)
     assert res.returncode == 0, res.stdout + res.stderr
     (rec,) = _records(cwd)
     final = json.loads(Path(rec["train"]["run_dir"], "final.json").read_text())
     logs = "".join(p.read_text() for p in (cwd / "wd" / "submitit" / SMOKE).glob("*/*_log.out"))
-    assert "Requeued job" in logs and final["iterations"] == 150 and final["resumed_from"] > 0
+    assert "Requeued job" in logs and final["iterations"] == 1000 and final["resumed_from"] > 0
 
 
 @pytest.mark.slow
