@@ -515,7 +515,7 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             "ceiling AP": _fmt_opt(float(np.mean(ceil)) if ceil else None, ".1f"),
             "AP": _fmt_opt(float(np.mean(aps)) if aps else None, ".1f"),
             "train GFLOPs / it": _fmt_opt(mean("train_gflops_per_iter"), ".2f"),
-            "train PFLOPs": _fmt_opt(mean("train_pflops"), ".2f"),
+            "train TFLOPs": _fmt_opt(None if mean("train_pflops") is None else 1000 * mean("train_pflops"), ".1f"),
             "train wall": f"{float(np.mean(walls)) / 60:.1f} min" if walls else "–",
             "health": ("; ".join(reasons) if reasons else
                        "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
