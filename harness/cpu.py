@@ -3,7 +3,8 @@
 Under contention, more torch threads than free cores is much slower, not faster: on a 2-core machine at load 9,
 2 threads per process ran 5x slower than 1 (0.71 vs 3.37 it/s).  So ``auto_threads`` gives each process
 ``cores // processes`` threads (at least 1), where the processes are the DDP world size (``WORLD_SIZE``) or the
-processes sharing a study (``SEGBENCH_PROCS``, which ``make ... JOBS=N`` sets), and ``warn_if_loaded`` warns at
+processes sharing a study (``SEGBENCH_PROCS``, which ``make ... JOBS=N`` sets), unless ``SEGBENCH_THREADS`` names
+the threads outright (the launchers set it to a job's threads: ``--threads-per-job``, or cores // ``--jobs``), and ``warn_if_loaded`` warns at
 the start of a timed run when the 1-minute load average already exceeds the cores.
 """
 from __future__ import annotations
@@ -31,9 +32,19 @@ def processes() -> int:
     return 1
 
 
+THREADS_ENV = "SEGBENCH_THREADS"
+
+
 def auto_threads(requested: int = 0) -> int:
-    """``requested`` when > 0, else ``cpu_count() // processes()`` (at least 1)."""
-    return requested if requested > 0 else max(1, cpu_count() // processes())
+    """``requested`` when > 0, else ``SEGBENCH_THREADS`` when set to a positive integer (a launcher's job threads),
+    else ``cpu_count() // processes()`` (at least 1)."""
+    if requested > 0:
+        return requested
+    try:
+        env = int(os.environ.get(THREADS_ENV, "0"))
+    except ValueError:
+        env = 0
+    return env if env > 0 else max(1, cpu_count() // processes())
 
 
 def load_average() -> float | None:

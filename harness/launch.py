@@ -118,7 +118,9 @@ def run_job(job: Job, reuse: bool | None = None) -> int:
     import torch
 
     from harness.studies import load_study, run_one
-    if job.threads:
+    if job.threads:  # training and timing set their threads again through harness.cpu.auto_threads: tell it
+        from harness.cpu import THREADS_ENV
+        os.environ[THREADS_ENV] = str(job.threads)
         torch.set_num_threads(job.threads)
     if os.environ.get(TEST_KILL_ENV) == job.name:
         _kill_after_first_checkpoint()
@@ -191,7 +193,8 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 env = dict(os.environ)
                 if job.threads:
-                    env.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads))
+                    env.update(OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads),
+                               SEGBENCH_THREADS=str(job.threads))
                 gpu = _free_gpus(gpus, {g for _, _, gs in running.values() for g in gs}, 1 if gpus else 0)
                 if gpu:
                     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu)

@@ -336,6 +336,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             params=count_params(model), flops=count_flops(model, h, w, device),
             train={"run_dir": str(run_dir) if run_dir else None, "iterations": final.get("iterations"),
                    "wall_s": final.get("wall_s"), "train_hash": train_hash(cfg), "weights_id": wid,
+                   **({"threads": final["threads"]} if final.get("threads") else {}),
                    **({"diagnostics": _diagnostics(final, vcfg)} if run_dir is not None else {}),
                    **({"ap_curve": curve} if curve else {})},
             kind="eval", started_utc=t_start, env=env_info(device), eval_wall_s=time.perf_counter() - t_eval)

@@ -313,7 +313,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
         curve.close()
     wall = elapsed_before + time.perf_counter() - t0
     final = {"iterations": it, "wall_s": wall, "train_hash": train_hash(cfg), "resumed_from": start_iter,
-             "world_size": world, "device": str(device)}
+             "world_size": world, "device": str(device), "threads": torch.get_num_threads()}
     if tracker is not None:
         final["diagnostics"] = tracker.summary(run_dir, tc.max_iter)
     if rank == 0:

@@ -138,6 +138,21 @@ def test_threads_from_cores_and_processes(monkeypatch):
     assert cpu.auto_threads() == 1
 
 
+def test_a_launcher_job_keeps_its_threads_through_training(monkeypatch):
+    """`--launcher local --jobs 2` without make's SEGBENCH_PROCS: train() asks auto_threads again, which must give
+    the job's threads (1 of 2 cores), not all the cores (2 processes x 2 threads ran ~3.5x slower here)."""
+    from harness import cpu
+    monkeypatch.setattr(cpu, "cpu_count", lambda: 2)
+    for name in ("WORLD_SIZE", "SEGBENCH_PROCS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(cpu.THREADS_ENV, raising=False)
+    assert cpu.auto_threads() == 2
+    monkeypatch.setenv(cpu.THREADS_ENV, "1")
+    assert cpu.auto_threads() == 1 and cpu.auto_threads(2) == 2
+    monkeypatch.setenv(cpu.THREADS_ENV, "junk")
+    assert cpu.auto_threads() == 2
+
+
 def test_timed_run_warns_when_load_exceeds_cores(monkeypatch, capsys):
     from harness import cpu
     monkeypatch.setattr(cpu, "cpu_count", lambda: 2)
