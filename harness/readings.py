@@ -177,12 +177,47 @@ def run_readings(name: str, *, seeds: int | None = None, progress: bool = True, 
     return write_readings_report(study, claims, jobs, n_seeds)
 
 
+def readings_summary(ran: list[tuple[str, str, float]], n_readings: int, paper_effect: float) -> str:
+    """The "→ overall" line of one claim: does its verdict hold under every reading, or flip?
+
+    ``ran``: (reading label, verdict, our effect) of each reading with runs; ``n_readings``: readings registered
+    for the claim (the default included).  A verdict *flips* only when one reading reproduces the claim and
+    another does not (``reproduced`` against ``not reproduced``); an inconclusive reading (too few seeds, too
+    noisy, or failed run health) does not flip a decided one, it leaves the question open under that reading.
+    The line also says whether our effect has the paper's sign under every reading.
+    """
+    from harness.verdicts import NOT_REPRODUCED, REPRODUCED
+    if not ran:
+        return "not run"
+    by = {v: [lab for lab, vv, _ in ran if vv == v] for v in dict.fromkeys(vv for _, vv, _ in ran)}
+    partial = "" if len(ran) == n_readings else f" ({len(ran)} of {n_readings} readings run)"
+    effects = [d for _, _, d in ran if d == d]
+    same = sum((d > 0) == (paper_effect > 0) for d in effects)
+    sign = ("; ours has the paper's sign under every reading" if effects and same == len(effects) else
+            "; ours has the opposite sign to the paper's under every reading" if effects and same == 0 else
+            f"; ours has the paper's sign under {same} of {len(effects)} readings" if effects else "")
+    if REPRODUCED in by and NOT_REPRODUCED in by:
+        return (f"flips with the reading: reproduced under {', '.join(by[REPRODUCED])}; not reproduced under "
+                f"{', '.join(by[NOT_REPRODUCED])}{partial}{sign}")
+    if len(by) == 1:
+        (v,) = by
+        if v not in (REPRODUCED, NOT_REPRODUCED):
+            return f"{v} under every reading run{partial}{sign}"
+        return f"holds under every reading run: {v}{partial}{sign}"
+    decided = REPRODUCED if REPRODUCED in by else NOT_REPRODUCED if NOT_REPRODUCED in by else None
+    if decided is None:
+        return "; ".join(f"{v} under {', '.join(labs)}" for v, labs in by.items()) + f"{partial}{sign}"
+    rest = "; ".join(f"{v} under {', '.join(labs)}" for v, labs in by.items() if v != decided)
+    return (f"{decided} under {', '.join(by[decided])}, and no reading gives the opposite verdict ({rest})"
+            f"{partial}{sign}")
+
+
 def write_readings_report(study, claims, jobs, n_seeds: int):
     import pandas as pd
 
     from harness.records import records_path
     from harness.report import write_report
-    from harness.studies import claim_row, records_frame, run_health_table, study_records
+    from harness.studies import claim_row, records_frame, run_health_table, study_records, variant_diff
     rname = readings_name(study.name)
     records = [r for r in study_records(rname) if (r.get("config") or {}).get("profile") == study.profile]
     df = records_frame(records, metrics=("AP", "APs", "AP50", "AP75"))
@@ -191,7 +226,7 @@ def write_readings_report(study, claims, jobs, n_seeds: int):
         suffix = f" @ {c.dataset}" if c.dataset else ""
         base = c.baseline + suffix
         labels = ["default"] + list(dict.fromkeys(lab for v, lab, cc in jobs if cc is c and lab != "default"))
-        verdicts = []
+        ran = []  # (reading label, verdict, our effect) of every reading with runs
         for lab in labels:
             row = c.row + suffix if lab == "default" else f"{c.row}{suffix} [{lab}]"
             b = base if lab == "default" or not c.apply_to_baseline else f"{base} [{lab}]"
@@ -199,15 +234,9 @@ def write_readings_report(study, claims, jobs, n_seeds: int):
             n = int((df["variant"] == row).sum()) if len(df) else 0
             rows.append({"claim (paper)": c.claim + suffix, "reading": lab, "runs": n, "paper": r["paper"],
                          "ours": r["ours"], "verdict": r["verdict"]})
-            if n:
-                verdicts.append(r["verdict"])
-        if verdicts:
-            holds = len(set(verdicts)) == 1
-            summary = (f"holds under every reading run ({verdicts[0]})" if holds and len(verdicts) == len(labels)
-                       else "holds under the readings run so far" if holds else
-                       "flips with the reading: " + ", ".join(f"{lab}: {v}" for lab, v in zip(labels, verdicts)))
-        else:
-            summary = "not run"
+            if n and int((df["variant"] == b).sum()):
+                ran.append((lab, r["verdict"], variant_diff(df, row, b, c.metric)[0]))
+        summary = readings_summary(ran, len(labels), c.effect)
         rows.append({"claim (paper)": c.claim + suffix, "reading": "→ overall", "runs": "", "paper": "", "ours": "",
                      "verdict": summary})
     for rd in READINGS:

@@ -282,3 +282,20 @@ def test_equal_compute_iterations_match_the_cost_model():
     assert abs(iters - EQUAL_FLOPS_MASKRCNN_ITERS) / EQUAL_FLOPS_MASKRCNN_ITERS < 0.1, iters
     from experiments._compute import EQUAL_FLOPS_MASKRCNN
     assert dict(EQUAL_FLOPS_MASKRCNN)["quick"][0] == f"train.max_iter={EQUAL_FLOPS_MASKRCNN_ITERS}"
+
+
+def test_readings_summary_flips_only_between_decided_verdicts():
+    from harness.readings import readings_summary
+    from harness.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+    # a reading that is merely inconclusive (1 seed) does not flip a decided one
+    s = readings_summary([("default", NOT_REPRODUCED, -6.8), ("x=1", INCONCLUSIVE, -12.7)], 2, +1.6)
+    assert s.startswith("not reproduced under default, and no reading gives the opposite verdict")
+    assert "inconclusive at this scale under x=1" in s and "opposite sign to the paper's under every reading" in s
+    s = readings_summary([("default", REPRODUCED, 2.0), ("x=1", NOT_REPRODUCED, -3.0)], 3, +1.6)
+    assert s.startswith("flips with the reading: reproduced under default; not reproduced under x=1")
+    assert "(2 of 3 readings run)" in s and "paper's sign under 1 of 2 readings" in s
+    assert readings_summary([("default", REPRODUCED, 2.0), ("x=1", REPRODUCED, 1.0)], 2, +1.6) == (
+        "holds under every reading run: reproduced; ours has the paper's sign under every reading")
+    assert readings_summary([("default", INCONCLUSIVE, 0.3)], 1, +1.6).startswith(
+        "inconclusive at this scale under every reading run")
+    assert readings_summary([], 3, +1.6) == "not run"
