@@ -3,9 +3,10 @@
 Under contention, more torch threads than free cores is much slower, not faster: on a 2-core machine at load 9,
 2 threads per process ran 5x slower than 1 (0.71 vs 3.37 it/s).  So ``auto_threads`` gives each process
 ``cores // processes`` threads (at least 1), where the processes are the DDP world size (``WORLD_SIZE``) or the
-processes sharing a study (``SEGBENCH_PROCS``, which ``make ... JOBS=N`` sets), unless ``SEGBENCH_THREADS`` names
-the threads outright (the launchers set it to a job's threads: ``--threads-per-job``, or cores // ``--jobs``), and ``warn_if_loaded`` warns at
-the start of a timed run when the 1-minute load average already exceeds the cores.
+processes sharing a study (``SEGBENCH_PROCS``, which ``make ... JOBS=N`` sets), unless ``SEGBENCH_THREADS``
+names the threads outright (the launchers set it to a job's threads: ``--threads-per-job``, or cores //
+``--jobs``); ``warn_if_loaded`` warns at the start of a timed run when the 1-minute load average already exceeds
+the cores.
 """
 from __future__ import annotations
 

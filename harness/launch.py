@@ -117,21 +117,29 @@ def run_job(job: Job, reuse: bool | None = None) -> int:
     """
     import torch
 
+    from harness.cpu import THREADS_ENV
     from harness.studies import load_study, run_one
+    saved = os.environ.get(THREADS_ENV)
     if job.threads:  # training and timing set their threads again through harness.cpu.auto_threads: tell it
-        from harness.cpu import THREADS_ENV
         os.environ[THREADS_ENV] = str(job.threads)
         torch.set_num_threads(job.threads)
-    if os.environ.get(TEST_KILL_ENV) == job.name:
-        _kill_after_first_checkpoint()
-    if job.compare:  # a comparison: its own study built from the spec; never copies (as run_compare)
-        from harness.studies import _compare_study
-        study, reuse = _compare_study(job.study, json.loads(job.compare)), False
-    else:
-        study = load_study(job.study)
-    for v, seed, cfg in study.configs(job.profile, job.seed + 1, job.overrides):
-        if v.name == job.variant and seed == job.seed:
-            return len(run_one(study, v, cfg, job.profile, job.overrides, job.progress, reuse=reuse) or [])
+    try:
+        if os.environ.get(TEST_KILL_ENV) == job.name:
+            _kill_after_first_checkpoint()
+        if job.compare:  # a comparison: its own study built from the spec; never copies (as run_compare)
+            from harness.studies import _compare_study
+            study, reuse = _compare_study(job.study, json.loads(job.compare)), False
+        else:
+            study = load_study(job.study)
+        for v, seed, cfg in study.configs(job.profile, job.seed + 1, job.overrides):
+            if v.name == job.variant and seed == job.seed:
+                return len(run_one(study, v, cfg, job.profile, job.overrides, job.progress, reuse=reuse) or [])
+    finally:  # a job run in this process (the sequential path, submitit) leaves the environment as it was
+        if job.threads:
+            if saved is None:
+                os.environ.pop(THREADS_ENV, None)
+            else:
+                os.environ[THREADS_ENV] = saved
     raise KeyError(f"study {job.study!r} has no variant {job.variant!r}")
 
 

@@ -132,6 +132,7 @@ def test_threads_from_cores_and_processes(monkeypatch):
     from harness import cpu
     monkeypatch.setattr(cpu, "cpu_count", lambda: 8)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv(cpu.THREADS_ENV, raising=False)
     monkeypatch.setenv("SEGBENCH_PROCS", "2")
     assert cpu.auto_threads() == 4 and cpu.auto_threads(3) == 3
     monkeypatch.setenv("WORLD_SIZE", "16")
