@@ -26,7 +26,7 @@ metrics        dict              name -> number / None / nested dict (e.g. per_c
 timing         dict | None       protocol + figures (``harness.timing``)
 params         int | None        parameter count
 flops          number | None     FLOPs per image
-train          dict | None       run_dir, iterations, wall_s, train_hash, weights_id, threads, diagnostics (harness.health)
+train          dict | None       run_dir, iterations, wall_s, threads, train_hash, weights_id, diagnostics
 =============  ================  ==========================================================
 
 Optional: ``eval_wall_s`` (number, seconds of inference + metrics + timing for this record; absent in
