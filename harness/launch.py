@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -359,6 +360,27 @@ def describe_slurm(jobs: list[Job], opts: SlurmOptions, study: str) -> list[str]
     return lines
 
 
+LOCAL_MAX_TIMEOUTS = 20  # time-outs (requeues) a job may have, as slurm_max_num_timeout on SLURM
+# submitit's local controller (submitit/local/local.py, ``Controller.run(max_retry=6)``) restarts a requeued job at
+# most 6 times in all and then stops without a result, whatever the job's time-out countdown says
+LOCAL_CONTROLLER_ATTEMPTS = 6
+_REQUEUED = re.compile(r"Requeued job \S+ \((\d+) remaining timeouts\)")
+
+
+def _local_requeues_left(sj) -> int:
+    """For a submitit local job that ended without a result: the time-outs it had left when its last attempt asked
+    to be requeued (its log's last "Requeued job ... (K remaining timeouts)" line, when that is the log's last
+    submitit action), else 0 -- a job that failed for any other reason is not resubmitted."""
+    try:
+        if sj.paths.result_pickle.exists():
+            return 0
+        lines = [x for x in Path(sj.paths.stdout).read_text(errors="replace").splitlines() if "submitit " in x]
+    except OSError:
+        return 0
+    m = _REQUEUED.search(lines[-1]) if lines else None
+    return int(m.group(1)) if m else 0
+
+
 def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts: SlurmOptions | None = None,
                  log=_say, timeout_min: float = 24 * 60) -> Outcome:
     """Run ``jobs`` through submitit: ``cluster="local"`` (``LocalExecutor``, at most ``n`` at a time, waits) or
@@ -384,7 +406,7 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
         return Outcome(done=[s.job_id for s in subs] + [rjob.job_id])
     # a job past its time limit gets USR2, checkpoints (StudyJob.checkpoint) and is restarted in place by submitit's
     # local controller, resuming from the run's last checkpoint, up to max_num_timeout times
-    ex = submitit.LocalExecutor(folder=str(folder / "%j"), max_num_timeout=20)
+    ex = submitit.LocalExecutor(folder=str(folder / "%j"), max_num_timeout=LOCAL_MAX_TIMEOUTS)
     tasks = opts.tasks_per_node if opts else 1  # --gpus-per-job N: N processes train each run together (DDP)
     # the preemption / time-out signal (USR2) comes signal_delay_s before the time limit, as on SLURM
     ex.update_parameters(timeout_min=timeout_min, signal_delay_s=int(max(1, min(120, timeout_min * 30))),
@@ -408,12 +430,22 @@ def run_submitit(jobs: list[Job], *, cluster: str, study: str, n: int = 1, opts:
                 log(f"[{study}] started {job.name} (submitit job {sj.job_id}, log {sj.paths.stdout})")
             time.sleep(0.2)
             for jid in [k for k, (_, sj, _) in running.items() if sj.done()]:
-                job, sj, _ = running.pop(jid)
+                job, sj, mine = running.pop(jid)
                 try:
                     sj.results()  # every task's (one per process of a multi-process job)
                     out.done.append(job.name)
                     log(f"[{study}] done {job.name}")
                 except Exception as e:  # noqa: BLE001 -- any failure of a job is reported, the others go on
+                    left = _local_requeues_left(sj)
+                    if left:  # the local controller's own cap, not a failure: the same job again, resuming
+                        ex.max_num_timeout = left - 1
+                        sj2 = ex.submit(StudyJob(job))
+                        ex.max_num_timeout = LOCAL_MAX_TIMEOUTS
+                        running[sj2.job_id] = (job, sj2, mine)
+                        log(f"[{study}] {job.name}: submitit's local controller stopped after "
+                            f"{LOCAL_CONTROLLER_ATTEMPTS} attempts with {left} time-out(s) left; resubmitted as job "
+                            f"{sj2.job_id}, resuming from its last checkpoint (log {sj2.paths.stdout})")
+                        continue
                     why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                     out.failed.append((job.name, str(sj.paths.stderr), why))
                     log(f"[{study}] FAILED {job.name} ({why}); log: {sj.paths.stderr}")
