@@ -99,9 +99,10 @@ def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = Non
     Raises:
         KeyError: unknown study, or a variant not in the study (the message lists its variants).
     """
-    from harness.studies import at_profile, load_study
+    from harness.studies import at_profile, join_variant_names, load_study
     study = at_profile(load_study(name), profile)  # another profile than the study's: "<name>@<profile>"
     names = [v.name for v in study.variants]
+    variants = join_variant_names(variants, names)
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
         raise KeyError(f"study {name!r} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")

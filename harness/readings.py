@@ -154,6 +154,8 @@ def run_readings(name: str, *, seeds: int | None = None, progress: bool = True, 
     rname = readings_name(study.name)
     jobs = reading_variants(study, claims)
     n_seeds = seeds if seeds is not None else study.seeds
+    from harness.studies import join_variant_names
+    variants = join_variant_names(variants, [j[0].name for j in jobs])
     unknown = [v for v in (variants or []) if v not in {j[0].name for j in jobs}]
     if unknown:
         raise KeyError(f"--readings has no variant {unknown[0]!r}; its variants: {', '.join(j[0].name for j in jobs)}")

@@ -177,6 +177,25 @@ class StudyProgress:
             self.worked.append(d)
 
 
+def join_variant_names(pieces: list[str] | None, names: list[str]) -> list[str] | None:
+    """``--variants`` pieces (the text split at commas, each stripped) re-joined where a study's variant name itself
+    holds a comma (e.g. "1500 it, steps 1000 / 1100 (...)"): consecutive pieces that together spell a name in
+    ``names`` become that name; a piece that is part of no name stays as it is (the caller reports it unknown)."""
+    if not pieces:
+        return pieces
+    out, i = [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):  # the longest run of pieces that is a name
+            if j - i > 1 and any(sep.join(pieces[i:j]) in names for sep in (", ", ",")):
+                out.append(next(sep.join(pieces[i:j]) for sep in (", ", ",") if sep.join(pieces[i:j]) in names))
+                i = j
+                break
+        else:
+            out.append(pieces[i])
+            i += 1
+    return out
+
+
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
               only_report: bool = False, overrides: list[str] | None = None,
               shard: tuple[int, int] = (0, 1), variants: list[str] | None = None) -> tuple[Path, Path] | None:
@@ -191,6 +210,7 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
     """
     study = at_profile(load_study(name), profile)
     names = [v.name for v in study.variants]
+    variants = join_variant_names(variants, names)
     unknown = [v for v in (variants or []) if v not in names]
     if unknown:
         raise KeyError(f"study {name!r} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")

@@ -92,6 +92,26 @@ def test_run_study_variants_filter_and_shards(monkeypatch):
         studies.run_study("uniinst_table1", profile="smoke", variants=["nope"])
 
 
+def test_variant_names_with_commas_survive_the_comma_separated_variants_option(monkeypatch):
+    """--variants "1500 it, steps 1000 / 1100 (...)" is one seed_variance variant, not two unknown ones."""
+    import harness.pipeline
+    import harness.studies as studies
+    from harness.cli_extra import split_list
+    names = [v.name for v in load_study("seed_variance").variants]
+    comma = next(n for n in names if "," in n)
+    other = next(n for n in names if "," not in n) if any("," not in n for n in names) else None
+    pieces = split_list(comma + ("," + other if other else ""), "--variants")
+    assert len(pieces) > 1 + bool(other)
+    assert studies.join_variant_names(pieces, names) == [comma] + ([other] if other else [])
+    assert studies.join_variant_names(["a", "b"], ["a,b", "a"]) == ["a,b"]  # the longest name wins
+    assert studies.join_variant_names(["nope", "a"], ["a"]) == ["nope", "a"]  # unknown pieces stay for the error
+    calls = []
+    monkeypatch.setattr(harness.pipeline, "run_variant", lambda study, v, cfg, **kw: calls.append((v, cfg.seed)))
+    monkeypatch.setattr(studies, "write_study_report", lambda study: None)
+    studies.run_study("seed_variance", profile="smoke", seeds=1, variants=split_list(comma, "--variants"))
+    assert calls == [(comma, 0)]
+
+
 def test_compute_notes_count_each_trained_run_once_and_sum_evaluations():
     from harness.records import make_record
     from harness.studies import compute_notes
