@@ -11,6 +11,7 @@ AP-vs-iteration points of every run (weight snapshots every 100 iterations) and 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -104,12 +105,26 @@ def overlap_images(coco, iou: float = OVERLAP_IOU) -> list[int]:
     return out
 
 
+OCCLUSION_CACHE = "occlusion_ap.json"  # results/<study>/: the rows below per record, committed (see _occlusion)
+
+
 def _occlusion(records: list[dict]) -> tuple[pd.DataFrame | None, list[str]]:
-    """AP on the val images with overlapping pedestrians, from the saved predictions (default post-processing)."""
+    """AP on the val images with overlapping pedestrians, from the saved predictions (default post-processing).
+
+    The predictions files are git-ignored; each row computed from one is kept in ``results/<study>/
+    occlusion_ap.json`` (keyed by variant, seed and run id, committed) and read from there when the file is absent,
+    so a clean checkout writes the same table."""
     from harness.evaluate import coco_segm_eval, load_results
-    from harness.figures import _val_dataset
-    recs = [r for r in records if r["variant"] in {f"{m}[{NMS[m]}]" for m in METHODS}
-            and (r.get("data") or {}).get("predictions") and Path(r["data"]["predictions"]).is_file()]
+    from harness.figures import _figure_store, _store_key, _val_dataset
+    recs = [r for r in records if r["variant"] in {f"{m}[{NMS[m]}]" for m in METHODS}]
+    store = _figure_store(recs)  # results/<study>/ of these records
+    cache_path = store.parent / OCCLUSION_CACHE if store is not None else None
+    cache = json.loads(cache_path.read_text()) if cache_path is not None and cache_path.is_file() else {}
+
+    def full(r):
+        pred = (r.get("data") or {}).get("predictions")
+        return pred and Path(pred).is_file()
+    recs = [r for r in recs if full(r) or _store_key(r) in cache]
     if not recs:
         return None, ["Occlusion: not computed, no saved predictions for these records."]
     ds = _val_dataset(recs[0])
@@ -121,16 +136,25 @@ def _occlusion(records: list[dict]) -> tuple[pd.DataFrame | None, list[str]]:
              f"paper's threshold here. As a weak stand-in the table gives AP on the {len(loose)} val images whose "
              "pedestrian boxes overlap at all (IoU > 0) and on the others; a few images, so wide error."]
     rest = [i for i in ds.image_ids if i not in set(loose)]
-    rows = []
+    rows, kept = [], {}
     for r in sorted(recs, key=lambda r: (METHODS.index(r["method"]), r["seed"])):
-        res = load_results(r["data"]["predictions"])
-        row = {"method": r["method"], "seed": r["seed"], "NMS": NMS[r["method"]]}
-        for name, ids in ((f"AP, {len(loose)} overlapping", loose), (f"AP, {len(rest)} others", rest)):
-            sub = [d for d in res if d["image_id"] in set(ids)]
-            row[name] = coco_segm_eval(ds.coco, sub, img_ids=ids, per_class=False)["AP"] if ids else None
-        row["paper AP (OCHuman)"] = PAPER_T7.get(r["method"])
+        if full(r):
+            res = load_results(r["data"]["predictions"])
+            row = {"method": r["method"], "seed": r["seed"], "NMS": NMS[r["method"]]}
+            for name, ids in ((f"AP, {len(loose)} overlapping", loose), (f"AP, {len(rest)} others", rest)):
+                sub = [d for d in res if d["image_id"] in set(ids)]
+                row[name] = coco_segm_eval(ds.coco, sub, img_ids=ids, per_class=False)["AP"] if ids else None
+            row["paper AP (OCHuman)"] = PAPER_T7.get(r["method"])
+        else:
+            row = cache[_store_key(r)]
+        kept[_store_key(r)] = row
         rows.append(row)
-    return pd.DataFrame(rows), notes
+    text = json.dumps(kept, sort_keys=True, indent=1) + "\n"
+    if cache_path is not None and (not cache_path.is_file() or cache_path.read_text() != text):
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(text)
+    cols = ["method", "seed", "NMS", f"AP, {len(loose)} overlapping", f"AP, {len(rest)} others", "paper AP (OCHuman)"]
+    return pd.DataFrame(rows)[cols], notes  # the cache's rows come back key-sorted: the column order is fixed here
 
 
 def _missing(df: pd.DataFrame, seeds: int) -> list[str]:

@@ -112,6 +112,15 @@ def cmd_study(args) -> int:
         print("error: --readings runs in this process (use --shard I/N to share it between processes)",
               file=sys.stderr)
         return 2
+    args.only_seeds_list = None
+    if args.only_seeds is not None:
+        try:
+            args.only_seeds_list = sorted({int(x) for x in args.only_seeds.split(",") if x.strip()})
+            if not args.only_seeds_list or min(args.only_seeds_list) < 0:
+                raise ValueError
+        except ValueError:
+            print(f"error: --only-seeds expects comma-separated seeds >= 0, got {args.only_seeds!r}", file=sys.stderr)
+            return 2
     if args.launcher != "local" or args.jobs > 1 or args.dry_run:
         from harness.launch import launch_study
         return launch_study(args)
@@ -134,7 +143,8 @@ def cmd_study(args) -> int:
         return 0
     paths = run_study(args.name, profile=args.profile, seeds=args.seeds, progress=not args.no_progress,
               only_report=args.report_only, overrides=args.overrides, shard=(i, n),
-              variants=cli_extra.split_list(args.variants, "--variants") if args.variants is not None else None)
+              variants=cli_extra.split_list(args.variants, "--variants") if args.variants is not None else None,
+              only_seeds=args.only_seeds_list)
     if paths:
         print("wrote: " + ", ".join(str(p) for p in paths if p) + f"; records results/{Path(paths[0]).stem}/runs.jsonl")
     return 0
@@ -199,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "reports/<study>_readings.md")
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="run only these variants (comma-separated names as in the study); the report covers all")
+    p.add_argument("--only-seeds", default=None, metavar="S,T",
+                   help="run only these seeds (of 0 .. SEEDS-1); the report covers all")
     p.add_argument("--no-progress", action="store_true")
     from harness.launch import add_launcher_args
     add_launcher_args(p)

@@ -9,9 +9,15 @@ Qualitative figure: ``N_IMAGES`` val images chosen by ``random.Random(IMAGE_SEED
 least one ground-truth instance (so every column shows the same images), a ground-truth column and one column per
 method (its lowest seed; the method's own post-processing when a study evaluates several), every prediction
 with score >= ``SCORE_THR`` drawn with ``torchvision.utils.draw_segmentation_masks``.
+
+The full predictions files are git-ignored (megabytes per study); what the figure draws (the detections on its
+``N_IMAGES`` images with score >= ``SCORE_THR``, at most ``MAX_DRAWN`` each, per shown run) is kept in
+``results/<study>/figure_predictions.json`` (``FIGURE_PREDICTIONS``, small, committed), written whenever the figure
+is drawn from full predictions and read when they are absent, so a clean checkout redraws the same figure.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -23,6 +29,7 @@ IMAGE_SEED = 0
 SCORE_THR = 0.3
 MAX_DRAWN = 30
 DISPLAY_SHORT_SIDE = 160
+FIGURE_PREDICTIONS = "figure_predictions.json"
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
            "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
 
@@ -31,13 +38,38 @@ def _base(variant: str) -> str:
     return variant.split("[")[0]
 
 
-def _pick_records(records: list[dict]) -> dict[str, dict]:
-    """One record per variant (base name): lowest seed, with saved predictions; the method's own post-processing
-    (a variant without ``[..]``, else not ``[none]``) preferred."""
-    out: dict[str, dict] = {}
+def _figure_store(records: list[dict]) -> Path | None:
+    """``results/<study>/figure_predictions.json`` of these records (beside their predictions files)."""
     for r in records:
         pred = (r.get("data") or {}).get("predictions")
-        if not pred or not Path(pred).is_file() or r.get("kind", "eval") != "eval":
+        if pred:
+            return Path(pred).parent / FIGURE_PREDICTIONS
+    study = records[0].get("study") if records else None
+    return Path("results") / study / FIGURE_PREDICTIONS if study else None
+
+
+def _read_store(path: Path | None) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a figure-predictions JSON ({e})") from e
+
+
+def _store_key(r: dict) -> str:
+    return f"{r['variant']}|s{r['seed']}|{r.get('run_id', '')}"
+
+
+def _pick_records(records: list[dict], stored: dict | None = None) -> dict[str, dict]:
+    """One record per variant (base name): lowest seed, with saved predictions (its full file, or its entry in
+    the committed ``stored`` figure predictions); the method's own post-processing (a variant without ``[..]``,
+    else not ``[none]``) preferred."""
+    out: dict[str, dict] = {}
+    runs = (stored or {}).get("runs", {})
+    for r in records:
+        pred = (r.get("data") or {}).get("predictions")
+        if r.get("kind", "eval") != "eval" or not ((pred and Path(pred).is_file()) or _store_key(r) in runs):
             continue
         b = _base(r["variant"])
         rank = (r["seed"], 0 if "[" not in r["variant"] else (2 if r["variant"].endswith("[none]") else 1))
@@ -46,6 +78,12 @@ def _pick_records(records: list[dict]) -> dict[str, dict]:
     if any(not b.startswith("oracle") for b in out):  # the oracle column would repeat the ground truth
         out = {b: v for b, v in out.items() if not b.startswith("oracle")}
     return {b: v[1] for b, v in out.items()}
+
+
+def _shown(dets, image_id: int) -> list[dict]:
+    """The detections the figure draws on ``image_id``: score >= SCORE_THR, at most MAX_DRAWN, highest first."""
+    return sorted((d for d in dets if d["image_id"] == image_id and d["score"] >= SCORE_THR),
+                  key=lambda d: -d["score"])[:MAX_DRAWN]
 
 
 def _val_dataset(rec: dict):
@@ -92,17 +130,42 @@ def qualitative_figure(records: list[dict]):
     from pycocotools import mask as mask_utils
 
     from harness.evaluate import load_results
-    picked = _pick_records(records)
+    store = _figure_store(records)
+    stored = _read_store(store)
+    picked = _pick_records(records, stored)
     if not picked:
         return None, None, "", ["Qualitative figure: not drawn, no saved predictions (`results/<study>/predictions-"
-                                "*.json`, git-ignored) for these records; evaluations made since they are kept "
-                                "(re-run the study's evaluations to draw it)."]
+                                "*.json`, git-ignored, nor their subset in `figure_predictions.json`) for these "
+                                "records; evaluations made since they are kept (re-run the study's evaluations "
+                                "to draw it)."]
     missing = sorted({_base(r["variant"]) for r in records if not r["method"].startswith("oracle")} - set(picked))
     first = next(iter(picked.values()))
     ds = _val_dataset(first)
     image_ids = choose_images(ds.coco)
+    if stored and stored.get("image_ids") != image_ids:  # another val set than the one the subset was cut from
+        stored = {}
+        picked = _pick_records(records)
+        if not picked:
+            return None, None, "", [f"Qualitative figure: not drawn, {store} was cut for other val images and the "
+                                    "full predictions files are absent."]
     index_of = {i: k for k, i in enumerate(ds.image_ids)}
-    preds = {b: load_results(r["data"]["predictions"]) for b, r in picked.items()}
+    preds = {}
+    for b, r in picked.items():
+        pred = (r.get("data") or {}).get("predictions")
+        if pred and Path(pred).is_file():
+            full = load_results(pred)
+            preds[b] = [d for i in image_ids for d in _shown(full, i)]
+        else:
+            preds[b] = stored["runs"][_store_key(r)]["detections"]
+    if store is not None:  # the subset a clean checkout redraws from (deterministic: same picks, same bytes)
+        subset = {"image_ids": image_ids, "score_thr": SCORE_THR, "max_drawn": MAX_DRAWN,
+                  "dataset": first["data"]["dataset"],
+                  "runs": {_store_key(r): {"variant": r["variant"], "seed": r["seed"], "run_id": r.get("run_id"),
+                                           "detections": preds[b]} for b, r in picked.items()}}
+        text = json.dumps(subset, sort_keys=True, separators=(",", ":")) + "\n"
+        if not store.is_file() or store.read_text() != text:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(text)
     cells = []  # rows of (title, HxWx3 uint8)
     for image_id in image_ids:
         sample = ds.load(index_of[image_id])
@@ -110,8 +173,7 @@ def qualitative_figure(records: list[dict]):
         img, gt = _shrink(sample.image, sample.masks[~sample.iscrowd])
         row.append((f"ground truth ({gt.shape[0]})", _overlay(img, gt)))
         for b, res in preds.items():
-            dets = sorted((d for d in res if d["image_id"] == image_id and d["score"] >= SCORE_THR),
-                          key=lambda d: -d["score"])[:MAX_DRAWN]
+            dets = _shown(res, image_id)
             if dets:
                 segs = [dict(d["segmentation"], counts=d["segmentation"]["counts"].encode()) for d in dets]
                 m = torch.from_numpy(mask_utils.decode(segs)).permute(2, 0, 1).bool()

@@ -93,8 +93,8 @@ class Job:
 
 def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = None,
                overrides: list[str] | tuple[str, ...] = (), variants: list[str] | None = None,
-               threads: int = 0, progress: bool = False) -> list[Job]:
-    """The jobs of study ``name`` in run order (seed-major, as ``Study.configs``).
+               threads: int = 0, progress: bool = False, only_seeds: list[int] | None = None) -> list[Job]:
+    """The jobs of study ``name`` in run order (seed-major, as ``Study.configs``); ``only_seeds``: just these.
 
     Raises:
         KeyError: unknown study, or a variant not in the study (the message lists its variants).
@@ -108,7 +108,8 @@ def study_jobs(name: str, *, profile: str | None = None, seeds: int | None = Non
         raise KeyError(f"study {name!r} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
     n_seeds = seeds if seeds is not None else study.seeds
     return [Job(study.name, v, s, profile, tuple(overrides), threads, progress)
-            for s in range(n_seeds) for v in names if not variants or v in variants]
+            for s in range(n_seeds) for v in names
+            if (not variants or v in variants) and (only_seeds is None or s in only_seeds)]
 
 
 def run_job(job: Job, reuse: bool | None = None) -> int:
@@ -509,7 +510,8 @@ def launch_study(args, log=_say) -> int:
     n = args.jobs
     threads = job_threads(args)
     jobs = study_jobs(args.name, profile=args.profile, seeds=args.seeds, overrides=args.overrides,
-                      variants=variants, threads=threads, progress=False)
+                      variants=variants, threads=threads, progress=False,
+                      only_seeds=getattr(args, "only_seeds_list", None))
     study = at_profile(load_study(args.name), args.profile)
     opts = SlurmOptions(partition=args.partition, nodes=args.nodes, gpus_per_job=args.gpus_per_job,
                         cpus_per_job=args.cpus_per_job, timeout_min=args.timeout_min,

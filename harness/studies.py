@@ -198,10 +198,13 @@ def join_variant_names(pieces: list[str] | None, names: list[str]) -> list[str] 
 
 def run_study(name: str, *, profile: str | None = None, seeds: int | None = None, progress: bool = True,
               only_report: bool = False, overrides: list[str] | None = None,
-              shard: tuple[int, int] = (0, 1), variants: list[str] | None = None) -> tuple[Path, Path] | None:
+              shard: tuple[int, int] = (0, 1), variants: list[str] | None = None,
+              only_seeds: list[int] | None = None) -> tuple[Path, Path] | None:
     """Run every (variant, seed) of study ``name`` not yet recorded, then write its report.
 
     ``variants``: run only these variants (names as in the study; the report still covers all of them).
+    ``only_seeds``: run only these seeds (e.g. the ones missing where older records of the others stand under
+    another run hash); the report still covers every seed.
     Raises KeyError naming an unknown variant and listing the study's variants.
 
     ``shard=(i, n)``: this process takes the runs ``shard_of`` gives to i, so n processes (e.g. one per core,
@@ -216,7 +219,7 @@ def run_study(name: str, *, profile: str | None = None, seeds: int | None = None
         raise KeyError(f"study {name!r} has no variant {unknown[0]!r}; its variants: {', '.join(names)}")
     if not only_report:
         jobs = [job for job in study.configs(profile, seeds, tuple(overrides or ()))
-                if not variants or job[0].name in variants]
+                if (not variants or job[0].name in variants) and (only_seeds is None or job[1] in only_seeds)]
         order = {n: j for j, n in enumerate(dict.fromkeys(job[0].name for job in jobs))}
         mine = [job for job in jobs if shard_of(order[job[0].name], job[1], shard[1]) == shard[0]]
         eta = StudyProgress(study.name, len(mine), shard)

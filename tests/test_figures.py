@@ -71,3 +71,16 @@ def test_real_pennfudan_smoke_end_to_end(tmp_path, monkeypatch, shared_data):
     first = [p.read_bytes() for p in files]
     regenerate_reports(["real_pennfudan@smoke"])
     assert [p.read_bytes() for p in files] == first
+    # a clean checkout has no predictions files (git-ignored), only their committed subset: the same figure
+    store = Path("results/real_pennfudan@smoke/figure_predictions.json")
+    subset = json.loads(store.read_text())
+    assert len(subset["image_ids"]) == 4 and {v["variant"] for v in subset["runs"].values()} == {"solov2[matrix]"}
+    assert all(d["score"] >= subset["score_thr"] and d["image_id"] in subset["image_ids"]
+               for v in subset["runs"].values() for d in v["detections"])
+    for r in recs:
+        Path(r["data"]["predictions"]).unlink()
+    regenerate_reports(["real_pennfudan@smoke"])
+    assert [p.read_bytes() for p in files] == first
+    store.unlink()
+    regenerate_reports(["real_pennfudan@smoke"])
+    assert "no saved predictions" in Path(md).read_text()

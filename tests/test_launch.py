@@ -108,6 +108,13 @@ def test_jobs_of_a_study_and_their_json_round_trip():
     assert jobs[1].slug == "w__aux@s0"
     with pytest.raises(KeyError, match="no variant 'nope'"):
         study_jobs(STUDY, variants=["nope"])
+    only = study_jobs(STUDY, profile="smoke", seeds=3, only_seeds=[1, 2], variants=["w/ aux"])
+    assert [j.name for j in only] == ["w/ aux@s1", "w/ aux@s2"]
+
+
+def test_study_cli_only_seeds_rejects_bad_values(tmp_path):
+    res = _harness(tmp_path, "study", "uniinst_table6", "--profile", "smoke", "--only-seeds", "x,1")
+    assert res.returncode == 2 and "--only-seeds expects" in res.stderr
 
 
 def test_slurm_dry_run_prints_one_array_and_every_job(tmp_path):
