@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,7 @@ def qualitative_figure(records: list[dict]):
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.grid(False)
-                ax.set_title(title, fontsize=7)
+                ax.set_title(textwrap.fill(title, 30), fontsize=7)  # long variant names wrap, not clip
                 if j == 0:
                     ax.set_ylabel(f"image {image_id}", fontsize=7)
         fig.suptitle(f"{len(cells)} val images (random.Random({IMAGE_SEED}))\npredictions with score >= {SCORE_THR} "
