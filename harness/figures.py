@@ -40,13 +40,17 @@ def _base(variant: str) -> str:
 
 
 def _figure_store(records: list[dict]) -> Path | None:
-    """``results/<study>/figure_predictions.json`` of these records (beside their predictions files)."""
-    for r in records:
-        pred = (r.get("data") or {}).get("predictions")
-        if pred:
-            return Path(pred).parent / FIGURE_PREDICTIONS
-    study = records[0].get("study") if records else None
-    return Path("results") / study / FIGURE_PREDICTIONS if study else None
+    """``results/<study>/figure_predictions.json`` of these records' study (the most common ``study`` field).
+
+    Not the predictions files' folder: a record copied from another study (``copied_from``) names the other
+    study's predictions file, and each study keeps its own subset."""
+    from collections import Counter
+
+    from harness.records import records_path
+    studies = Counter(r["study"] for r in records if r.get("study"))
+    if not studies:
+        return None
+    return records_path(studies.most_common(1)[0][0]).parent / FIGURE_PREDICTIONS
 
 
 def _read_store(path: Path | None) -> dict:

@@ -84,3 +84,13 @@ def test_real_pennfudan_smoke_end_to_end(tmp_path, monkeypatch, shared_data):
     store.unlink()
     regenerate_reports(["real_pennfudan@smoke"])
     assert "no saved predictions" in Path(md).read_text()
+
+
+def test_figure_store_is_the_records_own_study_not_a_copied_records_source():
+    from harness.figures import _figure_store
+    recs = [{"study": "real_pennfudan", "variant": "solov2[matrix]", "seed": 0, "copied_from": "main_real/solov2",
+             "data": {"predictions": "results/main_real/predictions-solov2-s0.json"}},
+            {"study": "real_pennfudan", "variant": "uniinst[mask]", "seed": 0,
+             "data": {"predictions": "results/real_pennfudan/predictions-uniinst_mask-s0.json"}}]
+    assert _figure_store(recs) == Path("results/real_pennfudan/figure_predictions.json")
+    assert _figure_store([{"variant": "x", "seed": 0}]) is None
