@@ -6,7 +6,7 @@ PROFILE ?=
 SEEDS ?=
 JOBS ?= 1
 VARIANTS ?=
-STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)")
+STUDY_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants "$(VARIANTS)") $(if $(ONLY_SEEDS),--only-seeds $(ONLY_SEEDS))
 
 # run study $(1) through the local launcher (harness/launch.py): JOBS=N > 1 runs N jobs at a time in child processes
 # (cores // N torch threads each), then writes the report once
