@@ -9,6 +9,9 @@ Both variants get the same sorted inputs and include their own IoU computation:
 ``matrix_nms(masks, labels, scores)`` (gaussian, sigma 2) and ``mask_nms(masks, labels, scores, 0.5)``.
 Medians over ``--repeats`` interleaved repetitions after 3 warm-up calls; CUDA is synchronised around
 every call.  Prints both times and the ratio matrix / greedy (< 1: Matrix NMS is faster).
+On a CPU the ratio is only meaningful on an idle machine: with other processes on the cores, each of Matrix NMS's
+per-class parallel regions waits for its slowest thread and the ratio swings (0.8-1.6 at 2 threads beside two
+training jobs on 2 cores, 0.23 at 1 thread there); a warning is printed when the load exceeds the cores.
 """
 from __future__ import annotations
 
@@ -59,6 +62,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":
+        from harness.cpu import warn_if_loaded
+        warn_if_loaded("bench_nms")
     masks, labels, scores = (t.to(device) for t in make_masks(args.num_masks, args.size))
     run_matrix = lambda: matrix_nms(masks, labels, scores, kernel="gaussian", sigma=2.0)  # noqa: E731
     run_greedy = lambda: mask_nms(masks, labels, scores, iou_thr=0.5)  # noqa: E731
