@@ -156,6 +156,28 @@ def test_group_near_ties_go_to_the_nearest_centre(tie_iou_eps, expected_score):
     assert out[0][2] == pytest.approx(expected_score)
 
 
+def test_group_without_nms_splits_one_object_among_all_its_seeds():
+    # One 4 x 4 object; each pixel predicts about the object's box [0, 0, 4, 4] (shifted by its offset from the
+    # centre / 8, a slightly noisy regression as a trained head gives) and the 4 corner pixels are seeds (box
+    # probability 0.9).  With seed NMS (IoU 0.5) the 4 seed boxes (pairwise IoU >= 0.70) collapse to one and the
+    # object is one instance of 16 pixels.  Without NMS all 4 seeds stand and each pixel votes for the seed whose
+    # box matches its own best: the object is cut into its 4 quadrants (mask IoU 0.25 with the object each).
+    # This is why CASNet's "none" post-processing scores ~0 AP (real_pennfudan: 100 masks per image, median 4 px).
+    h = w = 4
+    sem_labels = torch.zeros((h, w), dtype=torch.long)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    dx, dy = (xs - 1.5) / 8, (ys - 1.5) / 8
+    boxes = torch.stack([dx, dy, 4 + dx, 4 + dy])
+    box_prob = torch.zeros((h, w))
+    box_prob[0, 0] = box_prob[0, 3] = box_prob[3, 0] = box_prob[3, 3] = 0.9
+    with_nms = casnet_group(sem_labels, None, boxes, box_prob, [0], 0.5, 0.5, use_nms=True)
+    assert len(with_nms) == 1 and int(with_nms[0][0].sum()) == 16
+    without = casnet_group(sem_labels, None, boxes, box_prob, [0], 0.5, 0.5, use_nms=False)
+    assert len(without) == 4
+    assert sorted(int(m.sum()) for m, _, _ in without) == [4, 4, 4, 4]
+
+
 def test_group_rejects_bad_shapes():
     sem_labels, boxes, box_prob = strip_inputs()
     with pytest.raises(ValueError, match="boxes_per_pixel"):
