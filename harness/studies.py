@@ -541,7 +541,10 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             "train TFLOPs": _fmt_opt(None if mean("train_pflops") is None else 1000 * mean("train_pflops"), ".1f"),
             "train wall": f"{float(np.mean(walls)) / 60:.1f} min" if walls else "–",
             "health": ("; ".join(reasons) if reasons else
-                       "ok" if rec else "not recorded (trained before 2026-12-02)" if recs and not diags or
+                       "ok" if rec else
+                       "no training (nothing to check)" if recs and all(not (r.get("train") or {}).get("run_dir")
+                                                                         for r in recs) else
+                       "not recorded (trained before 2026-12-02)" if recs and not diags or
                        any(not d.get("recorded", True) for d in diags) else "–"),
         })
     return pd.DataFrame(rows)

@@ -53,7 +53,8 @@ def test_health_reasons_each_rule():
 
 def _rec(variant, seed, ap, diag):
     return {"variant": variant, "method": "solov2", "seed": seed, "run_id": f"{variant}-{seed}",
-            "metrics": {"AP": ap}, "train": {"weights_id": f"w{variant}{seed}", "diagnostics": diag}}
+            "metrics": {"AP": ap},
+            "train": {"weights_id": f"w{variant}{seed}", "run_dir": f"work_dirs/{variant}-{seed}", "diagnostics": diag}}
 
 
 def test_a_row_failing_health_makes_the_verdict_inconclusive():
@@ -72,6 +73,10 @@ def test_a_row_failing_health_makes_the_verdict_inconclusive():
     assert table.set_index("variant").loc["base"]["health"] == "ok"
     old = run_health_table([_rec("old", 0, 10.0, None)])
     assert old.iloc[0]["health"].startswith("not recorded")
+    # a method that does not train (the oracle) has nothing to check, which is not an old record
+    oracle = {"variant": "oracle", "method": "oracle", "seed": 0, "run_id": "oracle-0", "metrics": {"AP": 100.0},
+              "train": {"iterations": None, "run_dir": None, "wall_s": None, "weights_id": None}}
+    assert run_health_table([oracle]).iloc[0]["health"] == "no training (nothing to check)"
     assert health_verdict(pd.DataFrame({"variant": [], "seed": [], "health": []}), ["x"]) is None
 
 
