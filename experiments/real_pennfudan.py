@@ -203,9 +203,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
            f"{_vals(df, 'casnet[none]', 'AP')[0]:.1f} AP against {_vals(df, 'casnet[box]', 'AP')[0]:.1f} with its box "
            "NMS. Not a fault of the no-NMS path but of what 'no NMS' means for CASNet: its grouping (section III.C) "
            "partitions each class region among the seeds, so without the seed NMS the hundreds of seeds on a "
-           "pedestrian cut it into fragments (the 600-it run: 100 masks per image, median 4 px, against 2.9 masks "
-           "of median 10,157 px with NMS; tests/test_casnet.py::test_group_without_nms_splits_one_object_among_all_"
-           "its_seeds). The NMS there chooses the seeds before the pixels are grouped; CASNet has no one-to-one "
+           "pedestrian cut it into fragments (tests/test_casnet.py::test_group_without_nms_splits_one_object_among_"
+           "all_its_seeds). The NMS there chooses the seeds before the pixels are grouped; CASNet has no one-to-one "
            "training, so the paper never claims a no-NMS mode and its 'none' row is not part of the claims."]
           if _vals(df, "casnet[none]", "AP") and _vals(df, "casnet[box]", "AP") else []),
         "History: the records of the previous real-profile schedule (trial 2: 600 iterations, warm-up 150) are in "

@@ -48,8 +48,9 @@ def data_train():
 
 
 # the schedule: evaluated at every checkpoint (AP-vs-iteration curve, ``harness.curves``)
-# 900 iterations x 8 images = 63 epochs of the 115 train images; one SOLOv2 iteration takes 1.4 s at 256 px on
-# one thread of an idle core (~1.5 s beside one other process on the 2 cores), so ~21 min per run at one thread.
+# 900 iterations x 8 images = 63 epochs of the 115 train images.  Measured (2026-12-03, AMD EPYC, one thread beside
+# one other run): ~2.3 img/s, i.e. ~3.5 s per SOLOv2 iteration; trial-3 training walls 45-60 min per run (CondInst
+# 45.0, UniInst 50.3, SOLOv2 55.4, Mask R-CNN 60.2), above the issue's ~15 min at 2 threads (not measured idle).
 # Trial 1 (a 900-iteration schedule) was stopped at iteration 100 for time.  Trial 2 (600 it, warm-up 150, steps
 # 450 / 560; records in results/real_pennfudan/history_600it.jsonl, report at commit ef6dd56): CondInst 34.4 +- 4.4
 # AP over 3 seeds, Mask R-CNN 34.5 (1 seed), UniInst 20.1, SOLOv2 15.3 (seeds 21.0 / 4.9 / 20.0) and CASNet 7.3;

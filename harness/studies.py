@@ -500,6 +500,19 @@ def _fmt_opt(x, spec: str) -> str:
     return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
 
 
+def _health_text(recs: list[dict], diags: list[dict], recorded: list[dict], reasons: list[str]) -> str:
+    """The "health" cell of a run-health row: the failed rules, "ok", or why there is nothing to judge."""
+    if reasons:
+        return "; ".join(reasons)
+    if recorded:
+        return "ok"
+    if recs and all(not (r.get("train") or {}).get("run_dir") for r in recs):
+        return "no training (nothing to check)"  # e.g. the oracle
+    if recs and not diags or any(not d.get("recorded", True) for d in diags):
+        return "not recorded (trained before 2026-12-02)"
+    return "–"
+
+
 def run_health_table(records: list[dict]) -> pd.DataFrame:
     """The "Run health" table of a report: per row (variant), over its records' trained runs (means over seeds):
     positives per GT, zero-positive fraction, final loss and its slope, subset AP at 50 / 75 / 100 % of the
@@ -540,12 +553,7 @@ def run_health_table(records: list[dict]) -> pd.DataFrame:
             "train GFLOPs / it": _fmt_opt(mean("train_gflops_per_iter"), ".2f"),
             "train TFLOPs": _fmt_opt(None if mean("train_pflops") is None else 1000 * mean("train_pflops"), ".1f"),
             "train wall": f"{float(np.mean(walls)) / 60:.1f} min" if walls else "–",
-            "health": ("; ".join(reasons) if reasons else
-                       "ok" if rec else
-                       "no training (nothing to check)" if recs and all(not (r.get("train") or {}).get("run_dir")
-                                                                         for r in recs) else
-                       "not recorded (trained before 2026-12-02)" if recs and not diags or
-                       any(not d.get("recorded", True) for d in diags) else "–"),
+            "health": _health_text(recs, diags, rec, reasons),
         })
     return pd.DataFrame(rows)
 
