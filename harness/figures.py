@@ -91,6 +91,25 @@ def _shown(dets, image_id: int) -> list[dict]:
                   key=lambda d: -d["score"])[:MAX_DRAWN]
 
 
+def _top_scores(dets, image_ids) -> dict[int, float]:
+    """Highest score of any detection on each of ``image_ids`` that has one (drawn or not)."""
+    top: dict[int, float] = {}
+    wanted = set(image_ids)
+    for d in dets:
+        i = d["image_id"]
+        if i in wanted and d["score"] > top.get(i, float("-inf")):
+            top[i] = float(d["score"])
+    return top
+
+
+def _column_title(name: str, n_drawn: int, top: float | None) -> str:
+    """``"name (n)"``; when nothing is drawn but the method did predict on the image, its highest score too, so a
+    blank column reads as "all scores below the threshold", not "no prediction"."""
+    if n_drawn == 0 and top is not None:
+        return f"{name} (0; top score {top:.2f})"
+    return f"{name} ({n_drawn})"
+
+
 def _val_dataset(rec: dict):
     from harness.config import from_flat
     from harness.data import build_dataset
@@ -154,19 +173,26 @@ def qualitative_figure(records: list[dict]):
             return None, None, "", [f"Qualitative figure: not drawn, {store} was cut for other val images and the "
                                     "full predictions files are absent."]
     index_of = {i: k for k, i in enumerate(ds.image_ids)}
-    preds = {}
+    preds, tops = {}, {}
     for b, r in picked.items():
         pred = (r.get("data") or {}).get("predictions")
         if pred and Path(pred).is_file():
             full = load_results(pred)
             preds[b] = [d for i in image_ids for d in _shown(full, i)]
+            tops[b] = {i: round(t, 4) for i, t in _top_scores(full, image_ids).items()}  # as stored
         else:
-            preds[b] = stored["runs"][_store_key(r)]["detections"]
+            entry = stored["runs"][_store_key(r)]
+            preds[b] = entry["detections"]
+            # stores written before top scores were kept have none: the titles then give the count only
+            tops[b] = {int(k): v for k, v in entry["top_scores"].items()} if "top_scores" in entry else None
     if store is not None:  # the subset a clean checkout redraws from (deterministic: same picks, same bytes)
         subset = {"image_ids": image_ids, "score_thr": SCORE_THR, "max_drawn": MAX_DRAWN,
                   "dataset": first["data"]["dataset"],
                   "runs": {_store_key(r): {"variant": r["variant"], "seed": r["seed"], "run_id": r.get("run_id"),
-                                           "detections": preds[b]} for b, r in picked.items()}}
+                                           "detections": preds[b],
+                                           **({"top_scores": {str(i): round(t, 4) for i, t in tops[b].items()}}
+                                              if tops[b] is not None else {})}
+                           for b, r in picked.items()}}
         text = json.dumps(subset, sort_keys=True, separators=(",", ":")) + "\n"
         if not store.is_file() or store.read_text() != text:
             store.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +211,8 @@ def qualitative_figure(records: list[dict]):
             else:
                 m = torch.zeros((0, *sample.image.shape[-2:]), dtype=torch.bool)
             img, m = _shrink(sample.image, m)
-            row.append((f"{b} ({len(dets)})", _overlay(img, m)))
+            top = tops[b].get(image_id) if tops[b] is not None else None
+            row.append((_column_title(b, len(dets), top), _overlay(img, m)))
         cells.append((image_id, row))
     n_cols = 1 + len(preds)
     figsize = (min(max(2.0 * n_cols, 5.0), 18.0), 1.75 * len(cells) + 0.6)

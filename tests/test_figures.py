@@ -94,3 +94,14 @@ def test_figure_store_is_the_records_own_study_not_a_copied_records_source():
              "data": {"predictions": "results/real_pennfudan/predictions-uniinst_mask-s0.json"}}]
     assert _figure_store(recs) == Path("results/real_pennfudan/figure_predictions.json")
     assert _figure_store([{"variant": "x", "seed": 0}]) is None
+
+
+def test_a_blank_column_title_gives_the_highest_score_of_the_image():
+    from harness.figures import SCORE_THR, _column_title, _top_scores
+    dets = [{"image_id": 1, "score": SCORE_THR / 2}, {"image_id": 1, "score": SCORE_THR / 4},
+            {"image_id": 2, "score": 0.9}, {"image_id": 3, "score": 0.5}]
+    top = _top_scores(dets, [1, 2, 7])
+    assert top == {1: SCORE_THR / 2, 2: 0.9}  # image 3 not asked for, image 7 without detections
+    assert _column_title("uniinst", 0, top.get(1)) == f"uniinst (0; top score {SCORE_THR / 2:.2f})"
+    assert _column_title("uniinst", 1, top.get(2)) == "uniinst (1)"
+    assert _column_title("uniinst", 0, top.get(7)) == "uniinst (0)"  # nothing predicted at all
