@@ -191,8 +191,10 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     notes = ([f"Missing (not run in the recorded session; `make real-pennfudan` runs them, finished runs are "
               f"reused): {'; '.join(missing)}." ] if missing else []) + [
         goal,
-        "Δ = w/o NMS − w/ NMS per seed on the same trained weights (paired). With one seed per method there is "
-        "no confidence interval and no test: the claims' 'ours' column is then one difference.",
+        "± is the half-width of the 95 % t confidence interval of the mean over the seeds shown (harness.stats: "
+        "t quantile x std / sqrt(n)); at 2 seeds t = 12.7, so an interval is ~9x the seeds' standard deviation.",
+        "Δ = w/o NMS − w/ NMS per seed on the same trained weights (paired), mean ± 95 % CI. With one seed per "
+        "method there is no confidence interval and no test: the claims' 'ours' column is then one difference.",
         "NMS per method: " + ", ".join(f"{m} {NMS[m]}" for m in METHODS) + " (UniInst's own default is none; "
         "its 'with NMS' row is mask NMS as in UniInst Table 1).",
         rule_note(),
