@@ -157,6 +157,28 @@ def _occlusion(records: list[dict]) -> tuple[pd.DataFrame | None, list[str]]:
     return pd.DataFrame(rows)[cols], notes  # the cache's rows come back key-sorted: the column order is fixed here
 
 
+def _timing_load_note(records: list[dict]) -> list[str]:
+    """What the ms/img column is worth: the 1-min load average at the start of each record's timing.
+
+    The study's runs are trained two processes side by side (one thread each) and each evaluation is timed
+    right after its training, so most timings share the 2 cores with the other process.  Returns one note
+    (empty without timed records)."""
+    protocols = [((r.get("timing") or {}).get("protocol") or {}) for r in records]
+    loads = [p["load_avg_1m"] for p in protocols if p.get("load_avg_1m") is not None]
+    if not loads:
+        return []
+    threads = sorted({p["threads"] for p in protocols if p.get("threads")})
+    cores = next(((r.get("env") or {}).get("cpu_count") for r in records if (r.get("env") or {}).get("cpu_count")),
+                 "?")
+    shared = max(loads) > (max(threads) if threads else 1) + 0.5
+    return [f"ms/img: each evaluation is timed right after its run (protocol in docs/timing.md, "
+            f"{'/'.join(map(str, threads)) or '?'} threads); the 1-min load average when timing started was "
+            f"{min(loads):.1f}–{max(loads):.1f} on {cores} cores over the {len(loads)} timed records"
+            + (" (above the timing's threads: other work shared the cores), so the "
+               "column (and its ±, which mixes loads) is not a speed comparison; the speed tables are "
+               "`uniinst_table8` and `comparison_table2`, timed in one session." if shared else ".")]
+
+
 def _missing(df: pd.DataFrame, seeds: int) -> list[str]:
     out = []
     for m in METHODS:
@@ -191,6 +213,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     notes = ([f"Missing (not run in the recorded session; `make real-pennfudan` runs them, finished runs are "
               f"reused): {'; '.join(missing)}." ] if missing else []) + [
         goal,
+        *_timing_load_note(records),
         "± is the half-width of the 95 % t confidence interval of the mean over the seeds shown (harness.stats: "
         "t quantile x std / sqrt(n)); at 2 seeds t = 12.7, so an interval is ~9x the seeds' standard deviation.",
         "Δ = w/o NMS − w/ NMS per seed on the same trained weights (paired), mean ± 95 % CI. With one seed per "

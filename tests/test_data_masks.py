@@ -139,3 +139,19 @@ def test_data_stats_and_overlap_pairs_on_pennfudan(shared_data, tmp_path, capsys
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(tmp_path / "all.json"))
     assert len(overlap_images(coco, 0.5)) == 1  # Penn-Fudan has one pair of pedestrian boxes with IoU > 0.5
+
+
+def test_real_pennfudan_says_when_its_timings_shared_the_cores():
+    """The study's ms/img column is flagged as no speed comparison when a timing's load exceeded its threads."""
+    from experiments.real_pennfudan import _timing_load_note
+
+    def rec(load):
+        return {"env": {"cpu_count": 2}, "timing": {"protocol": {"threads": 2, "load_avg_1m": load}}}
+
+    loaded = _timing_load_note([rec(1.0), rec(3.1), {"env": {"cpu_count": 2}}])
+    assert len(loaded) == 1
+    assert "1.0–3.1 on 2 cores over the 2 timed records" in loaded[0]
+    assert "not a speed comparison" in loaded[0]
+    idle = _timing_load_note([rec(1.0), rec(2.2)])
+    assert "1.0–2.2" in idle[0] and "not a speed comparison" not in idle[0]
+    assert _timing_load_note([{"env": {"cpu_count": 2}}]) == []
