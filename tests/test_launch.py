@@ -289,23 +289,36 @@ def test_ctrl_c_stops_every_child_of_the_local_pool(tmp_path):
     cwd = tmp_path / "ctrl_c"
     cwd.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO), SEGBENCH_WORK_DIR=str(cwd / "wd"), OMP_NUM_THREADS="1")
+    # A test run from a background shell (`cmd &`, nohup) inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the parent gets Ctrl-C's default back, as an interactive terminal gives it.
     parent = subprocess.Popen([sys.executable, "-m", "harness", "study", STUDY, "--profile", "smoke", "--seeds", "2",
                                "--no-progress", "--launcher", "local", "--jobs", "2", "--set", "train.max_iter=100000"],
-                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pids, lines = [], []
-    deadline = time.monotonic() + 120
-    while len(pids) < 2 and time.monotonic() < deadline:
-        line = parent.stdout.readline()
-        lines.append(line)
-        pids += [int(m) for m in re.findall(r"started .* \(pid (\d+),", line)]
-    assert len(pids) == 2, "".join(lines)
-    time.sleep(3)  # the children are training
-    parent.send_signal(signal.SIGINT)
-    out = parent.communicate(timeout=60)[0]
-    assert parent.returncode == 130 and "interrupted: every job stopped" in out
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:
+            line = parent.stdout.readline()
+            lines.append(line)
+            pids += [int(m) for m in re.findall(r"started .* \(pid (\d+),", line)]
+        assert len(pids) == 2, "".join(lines)
+        time.sleep(3)  # the children are training
+        parent.send_signal(signal.SIGINT)
+        out = parent.communicate(timeout=60)[0]
+        assert parent.returncode == 130 and "interrupted: every job stopped" in out
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:  # a failure must not leave the parent or its 100000-iteration children running
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
 
 
 @pytest.mark.slow
