@@ -19,6 +19,7 @@ endef
 	ablation-table1 ablation-table2 ablation-table3 ablation-cspam \
 	uniinst-table1 uniinst-table4 uniinst-table5 uniinst-table6 uniinst-table7 uniinst-table8 uniinst-all \
 	casnet-table1 casnet-table2 casnet-table3 casnet-table4 casnet-seed-thr seed-variance postprocess-study coco-real \
+	quick-profile-tradeoff \
 	ablation-table1-readings casnet-table1-readings validity gpu-check \
 	main-real real-pennfudan
 
@@ -52,6 +53,7 @@ help:
 	@echo "make casnet-table4      CASNet Table IV (per-class PQ with GT semantics)"
 	@echo "make casnet-seed-thr    CASNet's seed threshold (not a paper table)"
 	@echo "make seed-variance      SOLOv2's seed-to-seed AP spread (not a paper table)"
+	@echo "make quick-profile-tradeoff  canvas size vs ceiling and training cost (not a paper table; JOBS=2)"
 	@echo "make ablation-table1-readings  Table 1's claims under every open reading (harness/readings.py)"
 	@echo "make casnet-table1-readings    CASNet Table I's claim under every open reading"
 	@echo "make validity           positives per GT and representation ceilings -> reports/validity.md"
@@ -161,6 +163,10 @@ real-pennfudan:
 # not a table of a paper: SOLOv2's seed-to-seed AP spread at the quick profile and schedules that might narrow it
 seed-variance:
 	$(call run_study,seed_variance)
+
+# the quick profile's canvas against its ceiling and training cost (issue 13); two runs at a time so the walls compare
+quick-profile-tradeoff:
+	$(call run_study,quick_profile_tradeoff)
 
 clean:
 	rm -rf work_dirs .cache .pytest_cache .benchmarks

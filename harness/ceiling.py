@@ -2,11 +2,14 @@
 
 ``python -m harness ceiling --method M --dataset D --profile P`` scores the ground truth of D's val split
 passed through M's mask representation (``methods.oracle.OracleCeiling``: stride-4 binary targets upsampled
-back for SOLOv2 / CondInst / UniInst / CASNet, 28 x 28 RoI masks pasted back for Mask R-CNN) at P's input
+back for SOLOv2 / CondInst / UniInst / CASNet, 28 x 28 RoI masks pasted back for Mask R-CNN, in its
+``roi_convention``'s coordinates) at P's input
 size, with score 1: the best mask AP that any model of that representation can reach there.  A method's AP
 near its ceiling says the profile, not the method, limits it; the run-health check (``harness.health``)
 flags such rows.  Records go to ``results/ceiling/runs.jsonl`` (variant = ``M``, or ``M (soft)`` for the
-soft stride-4 variant: the area fractions kept, what a network could output at best).
+soft stride-4 variant: the area fractions kept, what a network could output at best; ``M (torchvision RoI)``
+for Mask R-CNN with ``roi_convention=torchvision``, whose records before 2026-12-04 are named ``M``: their
+``method.representation`` is "roi28" either way).
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ def representation_of(method: str) -> str:
 def ceiling_config(cfg: ExperimentConfig, *, soft: bool = False) -> ExperimentConfig:
     """The ``oracle_ceiling`` config that scores ``cfg``'s val data through ``cfg``'s mask representation."""
     rep = representation_of(cfg.method.name)
+    if rep == "roi28_aligned" and getattr(cfg.method, "roi_convention", "detectron2") == "torchvision":
+        rep = "roi28"
     if soft and rep == "stride4":
         rep = "stride4_soft"
     base = make_config("oracle_ceiling", cfg.profile, overrides=[f"method.representation={rep}"])
@@ -41,7 +46,8 @@ def run_ceiling(method: str, profile: str, *, dataset: str | None = None, val_da
     from harness.pipeline import run_variant
     cfg = make_config(method, profile, dataset=dataset, val_dataset=val_dataset, overrides=overrides or [])
     ccfg = ceiling_config(cfg, soft=soft)
-    label = f"{method} (soft)" if soft and ccfg.method.representation == "stride4_soft" else method
+    label = (f"{method} (soft)" if soft and ccfg.method.representation == "stride4_soft" else
+             f"{method} (torchvision RoI)" if ccfg.method.representation == "roi28" else method)
     recs = run_variant(STUDY, label, ccfg, do_time=False, progress=progress,
                        **({"results_root": results_root} if results_root else {}))
     return recs[-1]

@@ -441,6 +441,8 @@ def _ceiling_key(rec: dict) -> tuple:
     except KeyError:
         return ()
     rep = "stride4_soft" if rep == "stride4" else rep
+    if rep == "roi28_aligned" and c.get("method.roi_convention", "torchvision") == "torchvision":
+        rep = "roi28"  # Mask R-CNN trained before 2026-12-04 (no field) or with torchvision's RoI coordinates
     return (rep, (rec.get("data") or {}).get("dataset"), c.get("data.test_short_side"), c.get("profile"))
 
 

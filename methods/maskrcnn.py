@@ -18,22 +18,37 @@ every box (NMS removes boxes with IoU > threshold, and IoU <= 1); mask-based kin
 "matrix", "matrix_linear", "fast") also disable the RoI-head NMS, keep ``nms_pre`` detections,
 paste their masks in the input frame and apply ``methods.postprocess.apply_postprocess``.
 Losses are torchvision's, renamed: loss_cls, loss_box, loss_mask, loss_rpn_cls, loss_rpn_box.
+
+RoI coordinates (``cfg.roi_convention``): "detectron2" (default) pools features and crops the 28 x 28 mask
+targets with ``roi_align(..., aligned=True)`` (detectron2's ROIAlignV2: a pixel's centre is at +0.5) and pastes
+the predicted masks back with continuous box coordinates (detectron2's ``paste_masks_in_image``, by
+``grid_sample``: ``paste_masks_continuous``); "torchvision" keeps torchvision's ``aligned=False`` pooling and
+targets and its paste, which rounds the box to whole pixels and adds one (w = x1 - x0 + 1).  The two differ by
+about half a pixel on each side: nothing on COCO at 800 px, but on the quick profile's 11-64 px objects the
+torchvision convention alone caps Mask R-CNN's ceiling (ground truth through the representation, harness.ceiling)
+at 81.9 AP, the detectron2 one at 100.0.  The papers' Mask R-CNN baselines (CondInst, UniInst, SOLOv2) are
+detectron2's / mmdetection's (aligned=True as well).
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN as TVMaskRCNN
+from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import poolers as tv_poolers
 
 from methods import register
 from methods.backbones import build_backbone
@@ -67,6 +82,11 @@ class MaskRCNNConfig(MethodConfig):
         mask_nms_thr: IoU threshold of mask-based NMS kinds (0.5).
         nms_pre: detections kept before a mask-based NMS kind (500).
         mask_thr: binarisation threshold of the pasted mask probabilities (0.5).
+        roi_convention: RoI coordinate convention of the feature pooling, the mask targets and the paste:
+            "detectron2" (``roi_align(aligned=True)``, adaptive sampling, continuous paste: detectron2's
+            ROIAlignV2 and ``paste_masks_in_image``, the Mask R-CNN that CondInst / UniInst compare with) or
+            "torchvision" (``aligned=False``, 2 samples per bin, paste into the whole-pixel box + 1: torchvision's
+            ``MaskRCNN``).  See the module docstring for what it costs at small pixel sizes.
     """
 
     fpn_channels: int = 256
@@ -86,6 +106,9 @@ class MaskRCNNConfig(MethodConfig):
     mask_nms_thr: float = 0.5
     nms_pre: int = 500
     mask_thr: float = 0.5
+    roi_convention: str = "detectron2"
+
+    ROI_CONVENTIONS: ClassVar[tuple[str, ...]] = ("detectron2", "torchvision")
 
     # smoke / quick: 64 / 128 px synthetic images, so anchors are the paper's sizes / 8 resp. / 4
     # (P2 anchors of 4 / 8 px), fewer proposals and sampled RoIs, and narrow heads so that a 2-core
@@ -107,10 +130,69 @@ class MaskRCNNConfig(MethodConfig):
         if len(self.anchor_sizes) != len(FEATURE_NAMES) or min(self.anchor_sizes) <= 0:
             raise ValueError(f"method.anchor_sizes needs {len(FEATURE_NAMES)} positive sizes (P2-P6), got "
                              f"{self.anchor_sizes}")
+        if self.roi_convention not in self.ROI_CONVENTIONS:
+            raise ValueError(f"method.roi_convention must be one of {self.ROI_CONVENTIONS}, got "
+                             f"{self.roi_convention!r}")
         for name in ("fpn_channels", "representation_size", "mask_head_channels", "mask_head_num_convs",
                      "nms_pre", "rpn_batch_size_per_image", "box_batch_size_per_image"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"method.{name} must be > 0, got {getattr(self, name)}")
+
+
+class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` (same level assignment, scales and output) with
+    ``roi_align(..., aligned=True)``: detectron2's ROIAlignV2, whose sampling grid is shifted by -0.5 px so that
+    a box edge at x means the pixel boundary x (``aligned=False`` treats it as a pixel centre)."""
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        with _aligned_roi_align(tv_poolers):
+            return super().forward(x, boxes, image_shapes)
+
+
+def _aligned(*args, **kwargs) -> Tensor:
+    return roi_align(*args, **kwargs, aligned=True)
+
+
+@contextlib.contextmanager
+def _aligned_roi_align(module):
+    """Within the block, ``module.roi_align`` (torchvision's poolers / roi_heads import it by name) is
+    ``roi_align(..., aligned=True)``; restored afterwards, also on an exception."""
+    saved = module.roi_align
+    module.roi_align = _aligned
+    try:
+        yield
+    finally:
+        module.roi_align = saved
+
+
+def paste_masks_continuous(masks: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """Paste RoI masks into the image with continuous box coordinates (detectron2's ``paste_masks_in_image``).
+
+    Args:
+        masks: (N, 1, M, M) float mask probabilities in their boxes' frames.
+        boxes: (N, 4) float x1y1x2y2 in image px, continuous (x1 = the left edge of the box, not a pixel centre).
+        image_size: (H, W) of the output.
+
+    Returns:
+        (N, 1, H, W) float probabilities: each pixel centre (x + 0.5, y + 0.5) samples its box's mask
+        bilinearly (``grid_sample``, align_corners=False), 0 outside the box.  Work is bounded to each box's
+        extent (one mask at a time), so memory does not grow with N x H x W.
+    """
+    n, (h, w) = len(masks), image_size
+    out = masks.new_zeros((n, 1, h, w))
+    for i in range(n):
+        x0, y0, x1, y1 = (float(v) for v in boxes[i])
+        if not (x1 > x0 and y1 > y0):
+            continue
+        xa, ya = max(int(x0) - 1, 0), max(int(y0) - 1, 0)  # the box's pixels, one of margin
+        xb, yb = min(int(x1) + 2, w), min(int(y1) + 2, h)
+        if xa >= xb or ya >= yb:
+            continue
+        gx = (torch.arange(xa, xb, dtype=masks.dtype, device=masks.device) + 0.5 - x0) / (x1 - x0) * 2 - 1
+        gy = (torch.arange(ya, yb, dtype=masks.dtype, device=masks.device) + 0.5 - y0) / (y1 - y0) * 2 - 1
+        grid = torch.stack([gx[None, :].expand(len(gy), -1), gy[:, None].expand(-1, len(gx))], -1)
+        out[i, :, ya:yb, xa:xb] = F.grid_sample(masks[i:i + 1].float(), grid[None], align_corners=False)[0]
+    return out
 
 
 class BackboneFPN(nn.Module):
@@ -149,7 +231,9 @@ class _RecordingMatcher:
 class MaskRCNN(Method):
     """torchvision Mask R-CNN behind the Method interface; see the module docstring."""
 
-    mask_representation = "roi28"  # 28 x 28 RoI masks pasted back: no stride-4 cap
+    # 28 x 28 RoI masks pasted back (no stride-4 cap), detectron2's coordinates; "roi28" with roi_convention
+    # "torchvision" (harness.ceiling.ceiling_config)
+    mask_representation = "roi28_aligned"
 
     Config = MaskRCNNConfig
     MASK_KINDS: ClassVar[tuple[str, ...]] = ("mask", "matrix", "matrix_linear", "fast")
@@ -161,6 +245,11 @@ class MaskRCNN(Method):
         c, rep, mc, k1 = cfg.fpn_channels, cfg.representation_size, cfg.mask_head_channels, cfg.num_classes + 1
         anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes),
                                   (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
+        pools = {}
+        if cfg.roi_convention == "detectron2":  # torchvision's default poolers, aligned, adaptive sampling
+            levels = list(FEATURE_NAMES[:4])
+            pools = {"box_roi_pool": AlignedMultiScaleRoIAlign(levels, 7, 0),
+                     "mask_roi_pool": AlignedMultiScaleRoIAlign(levels, 14, 0)}
         self.model = TVMaskRCNN(
             BackboneFPN(cfg.backbone, cfg.pretrained, c), num_classes=None,
             min_size=1, max_size=100_000, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
@@ -175,7 +264,7 @@ class MaskRCNN(Method):
             box_nms_thresh=cfg.box_nms_thr, box_detections_per_img=cfg.max_per_img,
             box_batch_size_per_image=cfg.box_batch_size_per_image,
             mask_head=MaskRCNNHeads(c, [mc] * cfg.mask_head_num_convs, 1),
-            mask_predictor=MaskRCNNPredictor(mc, mc, k1),
+            mask_predictor=MaskRCNNPredictor(mc, mc, k1), **pools,
         )
 
     def postprocess_kind(self) -> str:
@@ -234,7 +323,11 @@ class MaskRCNN(Method):
                     full[keep] = torch.bincount(idx[idx >= 0].cpu(), minlength=len(tv["boxes"]))
                 counts.append(full)
             self.last_positives_per_gt = torch.cat(counts)
-        _, roi_losses = self.model.roi_heads(feats, proposals, image_list.image_sizes, tv_targets)
+        # detectron2 convention: the 28 x 28 mask targets are cropped with aligned=True too (torchvision's
+        # project_masks_on_boxes calls roi_align by name from its module)
+        with (_aligned_roi_align(tv_roi_heads) if self.cfg.roi_convention == "detectron2"
+              else contextlib.nullcontext()):
+            _, roi_losses = self.model.roi_heads(feats, proposals, image_list.image_sizes, tv_targets)
         return {LOSS_NAMES[k]: v for k, v in {**rpn_losses, **roi_losses}.items()}
 
     def forward_test(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None) -> list[dict]:
@@ -266,8 +359,9 @@ class MaskRCNN(Method):
     def _one(self, det: dict, image_size: tuple[int, int], orig_size: tuple[int, int]) -> Instances:
         cfg, kind = self.cfg, self.postprocess_kind()
         boxes, scores, labels, probs = det["boxes"], det["scores"], det["labels"] - 1, det["masks"]
+        paste = paste_masks_continuous if cfg.roi_convention == "detectron2" else paste_masks_in_image
         if kind in self.MASK_KINDS and scores.numel():
-            binary = paste_masks_in_image(probs, boxes, image_size)[:, 0] > cfg.mask_thr
+            binary = paste(probs, boxes, image_size)[:, 0] > cfg.mask_thr
             keep, scores = apply_postprocess(kind, masks=binary, scores=scores, labels=labels, boxes=boxes,
                                              max_per_img=cfg.max_per_img, mask_iou_thr=cfg.mask_nms_thr,
                                              box_iou_thr=cfg.box_nms_thr)
@@ -277,5 +371,5 @@ class MaskRCNN(Method):
         if scores.numel() == 0:
             return Instances.empty(*orig_size, device=scores.device)
         boxes = resize_boxes(boxes, list(image_size), list(orig_size))
-        masks = paste_masks_in_image(probs, boxes, orig_size)[:, 0] > cfg.mask_thr
+        masks = paste(probs, boxes, orig_size)[:, 0] > cfg.mask_thr
         return Instances(masks=masks, scores=scores.clamp(0, 1).float(), labels=labels.long())

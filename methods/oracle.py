@@ -217,8 +217,11 @@ class OracleCeilingConfig(MethodConfig):
             4 x 4 area fraction >= 0.5, as ``methods.assign.masks_at_stride``; upsampled bilinearly x4,
             cropped to the image, resized bilinearly to the original size and thresholded, as their
             ``predict``), "stride4_soft" (the same with the area fractions kept soft: what a network
-            could output at best), "roi28" (Mask R-CNN: ``roi_align`` of the mask in its box to 28 x 28,
-            the soft target torchvision trains on, pasted back with ``paste_masks_in_image``) or "exact".
+            could output at best), "roi28_aligned" (Mask R-CNN at its default ``roi_convention``, detectron2's:
+            the mask cropped to 28 x 28 in its box by ``roi_align(aligned=True)``, the soft training target, pasted
+            back with continuous box coordinates, ``methods.maskrcnn.paste_masks_continuous``), "roi28" (Mask
+            R-CNN with ``roi_convention="torchvision"``, the only one before 2026-12-04: ``roi_align(aligned=False)``
+            and torchvision's ``paste_masks_in_image``) or "exact".
         mask_thr: binarisation threshold after upsampling (0.5, every method's).
     """
 
@@ -226,7 +229,7 @@ class OracleCeilingConfig(MethodConfig):
     representation: str = "stride4"
     mask_thr: float = 0.5
 
-    REPRESENTATIONS = ("stride4", "stride4_soft", "roi28", "exact")
+    REPRESENTATIONS = ("stride4", "stride4_soft", "roi28", "roi28_aligned", "exact")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -257,6 +260,7 @@ class OracleCeiling(_GroundTruthMethod):
         from torchvision.ops import masks_to_boxes, roi_align
 
         from methods.assign import masks_at_stride
+        from methods.maskrcnn import paste_masks_continuous
         scores = np.ones(len(labels), np.float32)
         rep = self.cfg.representation
         if rep == "exact" or len(masks) == 0:
@@ -265,16 +269,19 @@ class OracleCeiling(_GroundTruthMethod):
         h, w = self._input_sizes[image_id]
         m = torch.from_numpy(masks.astype(np.float32))[:, None]  # (N, 1, H0, W0)
         m_in = F.interpolate(m, size=(h, w), mode="nearest")[:, 0]  # (N, h, w) input frame
-        if rep == "roi28":
+        if rep in ("roi28", "roi28_aligned"):
             keep = m_in.flatten(1).amax(1) > 0  # an instance that vanishes at input size gets an empty mask
             out = np.zeros_like(masks)
             if keep.any():
                 boxes = masks_to_boxes(m_in[keep] > 0)  # (K, 4) x1y1x2y2, input px (inclusive max)
-                boxes[:, 2:] += 1
+                boxes[:, 2:] += 1  # continuous box: the pixel edges
                 rois = torch.cat([torch.arange(len(boxes), dtype=torch.float32)[:, None], boxes], 1)
-                target = roi_align(m_in[keep][:, None], rois, (28, 28), 1.0)  # (K, 1, 28, 28) soft
+                aligned = rep == "roi28_aligned"
+                target = roi_align(m_in[keep][:, None], rois, (28, 28), 1.0, 0 if aligned else -1,
+                                   aligned=aligned)  # (K, 1, 28, 28) soft, as each convention's training target
                 scale = torch.tensor([w0 / w, h0 / h, w0 / w, h0 / h])
-                pasted = paste_masks_in_image(target, boxes * scale, (h0, w0))[:, 0]  # (K, H0, W0)
+                paste = paste_masks_continuous if aligned else paste_masks_in_image
+                pasted = paste(target, boxes * scale, (h0, w0))[:, 0]  # (K, H0, W0)
                 out[keep.numpy()] = (pasted > self.cfg.mask_thr).numpy().astype(masks.dtype)
             return out, scores, labels
         hs, ws = -(-h // 4), -(-w // 4)

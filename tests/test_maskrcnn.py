@@ -127,3 +127,68 @@ def test_tiny_coco_batch_trains_and_predicts(shared_data):
     out = net.predict(batch.images, batch.image_sizes, batch.orig_sizes)
     check_instances(out, batch.orig_sizes, ds.num_classes)
     assert all(len(o) == 10 for o in out)
+
+
+def test_paste_masks_continuous_hand_computed():
+    """A 2 x 2 mask of ones in the continuous box [1, 1, 3, 3] covers exactly pixels 1..2 of a 4 x 4 image (pixel
+    centres 1.5 and 2.5 fall inside, 0.5 and 3.5 sample beyond the mask's edge, where grid_sample pads zeros);
+    the same box shifted by half a pixel gives the bilinear half values at its edges."""
+    from methods.maskrcnn import paste_masks_continuous
+    ones = torch.ones(1, 1, 2, 2)
+    out = paste_masks_continuous(ones, torch.tensor([[1.0, 1.0, 3.0, 3.0]]), (4, 4))
+    expected = torch.zeros(4, 4)
+    expected[1:3, 1:3] = 1
+    assert out.shape == (1, 1, 4, 4) and torch.equal(out[0, 0], expected)
+    half = paste_masks_continuous(ones, torch.tensor([[1.5, 1.0, 3.5, 3.0]]), (4, 4))[0, 0]
+    # x centres 1.5, 2.5 -> inside; 3.5 -> 0.75 cell past the last centre -> weight 0.5 * 1 (zero padding beyond)
+    assert torch.allclose(half[1], torch.tensor([0.0, 0.5, 1.0, 0.5]))
+    # a degenerate box pastes nothing; a box beyond the image is clipped without error
+    empty = paste_masks_continuous(torch.ones(2, 1, 28, 28), torch.tensor([[2.0, 2, 2, 3], [3.5, 3.5, 9, 9]]), (4, 4))
+    assert empty[0].sum() == 0 and empty[1, 0, 3, 3] > 0
+
+
+def test_roi_convention_detectron2_pools_aligned_and_torchvision_does_not():
+    """'detectron2' pools RoI features with roi_align(aligned=True) (ROIAlignV2) and the module-level roi_align
+    of torchvision is restored afterwards; 'torchvision' keeps its MultiScaleRoIAlign."""
+    from torchvision.ops import MultiScaleRoIAlign, roi_align
+    from torchvision.ops import poolers as tv_poolers
+
+    from methods.maskrcnn import AlignedMultiScaleRoIAlign
+    d2 = methods.build_method(replace(make_config("maskrcnn", "smoke").method, num_classes=2))
+    tv = methods.build_method(replace(make_config("maskrcnn", "smoke").method, num_classes=2,
+                                      roi_convention="torchvision"))
+    assert isinstance(d2.model.roi_heads.mask_roi_pool, AlignedMultiScaleRoIAlign)
+    assert type(tv.model.roi_heads.mask_roi_pool) is MultiScaleRoIAlign
+    feat = torch.arange(64.0).reshape(1, 1, 8, 8)
+    box = [torch.tensor([[8.0, 8.0, 20.0, 16.0]])]  # image 32 x 32, stride 4 -> spatial scale 1/4
+    pool = AlignedMultiScaleRoIAlign(["0"], 3, 0)
+    got = pool({"0": feat}, box, [(32, 32)])
+    rois = torch.tensor([[0.0, 8.0, 8.0, 20.0, 16.0]])
+    assert torch.allclose(got, roi_align(feat, rois, 3, 0.25, 0, aligned=True))
+    assert not torch.allclose(got, roi_align(feat, rois, 3, 0.25, 0, aligned=False))
+    assert tv_poolers.roi_align is roi_align
+
+
+@pytest.mark.parametrize("convention, expected", [("detectron2", 100.0), ("torchvision", None)])
+def test_roi28_ceiling_by_convention(convention, expected):
+    """Ground truth through the 28 x 28 RoI representation on the smoke profile's val images: detectron2's
+    aligned crop + continuous paste reproduces every mask (AP 100); torchvision's half-pixel shift and whole-pixel
+    box + 1 loses AP on these 4-30 px objects."""
+    from harness.ceiling import ceiling_config
+    cfg = make_config("maskrcnn", "smoke", overrides=[f"method.roi_convention={convention}"])
+    assert ceiling_config(cfg).method.representation == ("roi28_aligned" if convention == "detectron2"
+                                                         else "roi28")
+    from harness.evaluate import evaluate_results, run_inference
+    from harness.pipeline import build_split
+    from harness.train import resolve_num_classes
+    ccfg = ceiling_config(cfg)
+    val = build_split(ccfg, "val")
+    ccfg = resolve_num_classes(ccfg, val)
+    model = methods.build_method(ccfg.method).eval()
+    results = run_inference(model, val, device=torch.device("cpu"), batch_size=1, progress=False,
+                            size_divisor=ccfg.data.size_divisor)
+    ap = evaluate_results(val, results, ccfg.eval)["AP"]
+    if expected is not None:
+        assert ap == pytest.approx(expected)
+    else:
+        assert ap < 99.0
