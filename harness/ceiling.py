@@ -35,7 +35,8 @@ def ceiling_config(cfg: ExperimentConfig, *, soft: bool = False) -> ExperimentCo
         rep = "roi28"
     if soft and rep == "stride4":
         rep = "stride4_soft"
-    base = make_config("oracle_ceiling", cfg.profile, overrides=[f"method.representation={rep}"])
+    base = make_config("oracle_ceiling", cfg.profile, overrides=[f"method.representation={rep}",
+                                                                  f"method.mask_resize={cfg.data.mask_resize}"])
     return replace(base, data=cfg.data, eval=cfg.eval, seed=0)
 
 

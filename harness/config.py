@@ -78,6 +78,13 @@ class DataConfig:
         size_divisor: batch padding multiple, px.
         num_workers: DataLoader workers.
         cache_dir: where synthetic datasets are generated (keyed by their parameters).
+        mask_resize: how instance masks and ``sem_seg`` are resized with the image: "nearest-exact" (each output
+            pixel takes the input pixel under its centre, aligned with the bilinear image resize; what scaling
+            COCO's polygons does in detectron2 and mmdetection) or "nearest" (torch's legacy nearest, which
+            torchvision's ``Mask`` resize uses: it samples at the output pixel's top-left corner, shifting masks by
+            about (scale - 1) / 2 input px against the image; this harness's behaviour until 2026-12-04).  Only
+            a resize that changes the size uses it: on the synthetic canvases of the smoke / quick profiles,
+            where images keep their size, it decides nothing and is left out of the run hash.
     """
 
     dataset: str = "shapes-coco"
@@ -92,8 +99,13 @@ class DataConfig:
     size_divisor: int = 32
     num_workers: int = 0
     cache_dir: str = ".cache/datasets"
+    mask_resize: str = "nearest-exact"
+
+    MASK_RESIZE_MODES = ("nearest-exact", "nearest")
 
     def __post_init__(self) -> None:
+        if self.mask_resize not in self.MASK_RESIZE_MODES:
+            raise ValueError(f"data.mask_resize must be one of {self.MASK_RESIZE_MODES}, got {self.mask_resize!r}")
         if not self.dataset:
             raise ValueError("data.dataset must name a dataset")
         if self.train_images <= 0 or self.val_images <= 0:
@@ -423,11 +435,20 @@ def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**secs, seed=int(flat["seed"]), profile=flat.get("profile", "quick"))
 
 
+def _resize_is_identity(data: DataConfig) -> bool:
+    """Whether training never resizes an image: a synthetic square canvas whose every training short side is the
+    canvas side (within ``max_size``).  Then ``data.mask_resize`` cannot change the weights."""
+    from harness.data.synthetic import PRESETS as SYNTHETIC
+    return (data.dataset in SYNTHETIC and all(s == data.image_size for s in data.train_short_sides)
+            and data.max_size >= data.image_size)
+
+
 def train_hash(cfg: ExperimentConfig) -> str:
     """Hash of everything that determines the trained weights (method, data, train, seed).
 
     ``eval``, ``timing``, the validation data and the method's ``INFERENCE_ONLY`` fields (e.g.
-    ``postprocess``) are excluded: a run is reused for every evaluation of the same training.  Fields in
+    ``postprocess``) are excluded, and ``data.mask_resize`` where no training image is resized
+    (``_resize_is_identity``): a run is reused for every evaluation of the same training.  Fields in
     the method's ``HASH_OMIT_AT_DEFAULT`` (added later, default = the older behaviour) count only when
     set away from their default.
     For a synthetic training set the generator's ``GENERATOR_VERSION`` is included (new data, new run).
@@ -441,6 +462,8 @@ def train_hash(cfg: ExperimentConfig) -> str:
              "train.health_points"}
     flat = {k: v for k, v in to_flat(cfg).items()
             if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
+    if "data.mask_resize" in flat and _resize_is_identity(cfg.data):  # the mode decides nothing there
+        del flat["data.mask_resize"]
     from harness.data.synthetic import generator_version
     version = generator_version(cfg.data.dataset)
     if version is not None:  # a new generator makes new training data: a new run

@@ -75,6 +75,15 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
     return write_validity_report()
 
 
+def _mask_resize_label(c: dict) -> str:
+    """How a ceiling record's masks reached the input size: "none" on a synthetic canvas evaluated at its own size
+    (the mode decides nothing), else ``data.mask_resize`` ("nearest" for records made before the field, 2026-12-04)."""
+    from harness.data.synthetic import PRESETS
+    if c.get("data.dataset") in PRESETS and c.get("data.test_short_side") == c.get("data.image_size"):
+        return "none"
+    return c.get("data.mask_resize", "nearest")
+
+
 def write_validity_report():
     import pandas as pd
 
@@ -97,12 +106,12 @@ def write_validity_report():
         # one row per (method, profile, data, size, representation): a ceiling record's variant is "M", "M (soft)"
         # or "M (torchvision RoI)", and the representation says which
         ceil[(r["variant"].split(" (")[0], c["profile"], r["data"]["dataset"], c["data.test_short_side"],
-              c["method.representation"])] = r
+              c["method.representation"], _mask_resize_label(c))] = r
     ceil_rows = [{"method (representation)": f"{v} ({rep})", "profile": p,
-                  "val data": d, "short side px": s, **{k: round(r["metrics"][k], 1)
+                  "val data": d, "short side px": s, "mask resize": mode, **{k: round(r["metrics"][k], 1)
                                                          for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}}
-                 for (v, p, d, s, rep), r in sorted(ceil.items(), key=lambda kv: (kv[0][1], kv[0][3], kv[0][0],
-                                                                                 kv[0][4]))]
+                 for (v, p, d, s, rep, mode), r in sorted(ceil.items(), key=lambda kv: (
+                     kv[0][1], kv[0][3], kv[0][5], kv[0][0], kv[0][4]))]
     notes = [
         "Positives: the method's own assigner (Method.last_positives_per_gt) over the first training images, model "
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
@@ -116,7 +125,13 @@ def write_validity_report():
         "'maskrcnn' rows made before 2026-12-04). The goal was at least 90 AP for every method on its val split.",
         "Rows at other short sides than the profile's are the trade-off measured for a redesign of the quick "
         "profile (`python -m harness ceiling --method M --set data.image_size=S --set data.train_short_sides=(S,) "
-        "--set data.test_short_side=S`); their training cost grows about with the square of the side.",
+        "--set data.test_short_side=S`); their training cost grows about with the square of the side; "
+        "`reports/quick_profile_tradeoff.md` trains SOLOv2 on them.",
+        "Mask resize: how the val masks reach the input size, as the data pipeline resizes them "
+        "(harness.config.DataConfig.mask_resize): 'nearest-exact' (aligned with the image, the default since "
+        "2026-12-04) or torch's legacy 'nearest' (torchvision's Mask default, shifted by about (scale - 1) / 2 px, "
+        "used before); 'none' where the canvas is evaluated at its own size. The real-profile rows show what the "
+        "legacy resize cost the ceilings of the runs trained with it (the real_pennfudan records).",
     ]
     return write_report("validity", [("Positives per GT instance", pd.DataFrame(pos_rows)),
                                      ("Ceilings of the mask representations", pd.DataFrame(ceil_rows))],

@@ -223,16 +223,21 @@ class OracleCeilingConfig(MethodConfig):
             R-CNN with ``roi_convention="torchvision"``, the only one before 2026-12-04: ``roi_align(aligned=False)``
             and torchvision's ``paste_masks_in_image``) or "exact".
         mask_thr: binarisation threshold after upsampling (0.5, every method's).
+        mask_resize: how the masks reach the input size, as the data pipeline resizes them
+            (``DataConfig.mask_resize``: "nearest-exact" or "nearest"); ``harness.ceiling`` copies it.
     """
 
     name: str = "oracle_ceiling"
     representation: str = "stride4"
     mask_thr: float = 0.5
+    mask_resize: str = "nearest-exact"
 
     REPRESENTATIONS = ("stride4", "stride4_soft", "roi28", "roi28_aligned", "exact")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.mask_resize not in ("nearest-exact", "nearest"):
+            raise ValueError(f"method.mask_resize must be 'nearest-exact' or 'nearest', got {self.mask_resize!r}")
         if self.representation not in self.REPRESENTATIONS:
             raise ValueError(f"method.representation must be one of {self.REPRESENTATIONS}, got "
                              f"{self.representation!r}")
@@ -243,8 +248,8 @@ class OracleCeiling(_GroundTruthMethod):
     """The ground truth passed through a method's mask representation (``OracleCeilingConfig``), score 1.0.
 
     Its mask AP is the best any method of that representation can score on the dataset at that input
-    size: the resolution ceiling.  Masks go original frame -> input frame (nearest, as the data pipeline
-    resizes ``Mask`` tv_tensors) -> representation -> original frame.
+    size: the resolution ceiling.  Masks go original frame -> input frame (``mask_resize``, as the data pipeline
+    resizes them) -> representation -> original frame.
     """
 
     Config = OracleCeilingConfig
@@ -268,7 +273,7 @@ class OracleCeiling(_GroundTruthMethod):
         h0, w0 = masks.shape[1:]
         h, w = self._input_sizes[image_id]
         m = torch.from_numpy(masks.astype(np.float32))[:, None]  # (N, 1, H0, W0)
-        m_in = F.interpolate(m, size=(h, w), mode="nearest")[:, 0]  # (N, h, w) input frame
+        m_in = F.interpolate(m, size=(h, w), mode=self.cfg.mask_resize)[:, 0]  # (N, h, w) input frame
         if rep in ("roi28", "roi28_aligned"):
             keep = m_in.flatten(1).amax(1) > 0  # an instance that vanishes at input size gets an empty mask
             out = np.zeros_like(masks)

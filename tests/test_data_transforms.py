@@ -103,3 +103,34 @@ def test_build_transform_from_data_config():
     tr, ev = build_transform(cfg, True), build_transform(cfg, False)
     assert isinstance(tr, TrainTransform) and tr.train_short_sides == (32, 48) and tr.flip_prob == 0.0
     assert isinstance(ev, EvalTransform) and ev(_sample()).size == (40, 50)
+
+
+@pytest.mark.parametrize("mode, expected", [("nearest-exact", [1, 1, 0]), ("nearest", [0, 1, 1])])
+def test_mask_resize_modes_hand_computed(mode, expected):
+    """A row [0, 1, 1, 1, 1, 0] halved: "nearest-exact" takes the pixels under the output centres (input x = 1, 3,
+    5), aligned with the bilinear image resize; torch's legacy "nearest" takes the left corners (x = 0, 2, 4), the
+    mask shifted by half an input pixel against the image."""
+    image = torch.zeros((3, 2, 6), dtype=torch.uint8)
+    masks = torch.tensor([[[0, 1, 1, 1, 1, 0]] * 2], dtype=torch.bool)
+    s = Sample(image, masks, torch.tensor([0]), boxes_from_masks(masks), torch.tensor([False]), 1, (2, 6), None)
+    out = resize(s, (1, 3), mode)
+    assert out.masks[0, 0].int().tolist() == expected
+    assert build_transform(DataConfig(mask_resize=mode), False).mask_mode == mode
+    with pytest.raises(ValueError, match="mask_resize"):
+        DataConfig(mask_resize="bilinear")
+
+
+def test_mask_resize_is_in_the_run_hash_only_where_images_are_resized():
+    """On a synthetic canvas trained at its own size the mode decides nothing: same run hash (the quick profile's
+    runs keep theirs); on photographs (real profile) it is part of the run's identity."""
+    from harness.config import make_config, train_hash
+    quick = [train_hash(make_config("solov2", "quick", overrides=[f"data.mask_resize={m}"]))
+             for m in ("nearest-exact", "nearest")]
+    assert quick[0] == quick[1]
+    jitter = [train_hash(make_config("solov2", "quick", overrides=["data.train_short_sides=(112,128)",
+                                                                    f"data.mask_resize={m}"]))
+              for m in ("nearest-exact", "nearest")]
+    assert jitter[0] != jitter[1]
+    real = [train_hash(make_config("solov2", "real", overrides=[f"data.mask_resize={m}"]))
+            for m in ("nearest-exact", "nearest")]
+    assert real[0] != real[1]

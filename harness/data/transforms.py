@@ -9,7 +9,9 @@ workers get distinct, reproducible streams.  Padding to ``size_divisor`` happens
 
 Resizing follows detectron2's ``ResizeShortestEdge``: scale = short_side / min(H, W), reduced so
 that the long side is at most ``max_size``; new size = round(H * scale), round(W * scale).  Images
-use bilinear interpolation with antialiasing, masks and ``sem_seg`` nearest neighbour.
+use bilinear interpolation with antialiasing, masks and ``sem_seg`` nearest neighbour: "nearest-exact" by
+default (``DataConfig.mask_resize``; the input pixel under each output pixel's centre, aligned with the image),
+or torch's legacy "nearest" (torchvision's ``Mask`` default, shifted by about (scale - 1) / 2 px).
 """
 from __future__ import annotations
 
@@ -67,22 +69,31 @@ def _drop_empty(sample: Sample) -> Sample:
                    boxes=boxes_from_masks(masks))
 
 
-def resize(sample: Sample, size: tuple[int, int]) -> Sample:
-    """Resize image (bilinear, antialiased), masks and ``sem_seg`` (nearest) to ``size`` = (h, w)."""
+MASK_MODES = {"nearest-exact": InterpolationMode.NEAREST_EXACT, "nearest": InterpolationMode.NEAREST}
+
+
+def resize(sample: Sample, size: tuple[int, int], mask_mode: str = "nearest-exact") -> Sample:
+    """Resize image (bilinear, antialiased), masks and ``sem_seg`` (``mask_mode``: "nearest-exact" or
+    torch's legacy "nearest") to ``size`` = (h, w).
+
+    Raises:
+        KeyError: unknown ``mask_mode``.
+    """
     if tuple(size) == sample.size:
         return sample
+    mode = MASK_MODES[mask_mode]
     size_list = [int(size[0]), int(size[1])]
     image = F.resize(tv_tensors.Image(sample.image), size_list, antialias=True).as_subclass(Tensor)
-    masks = F.resize(tv_tensors.Mask(sample.masks), size_list).as_subclass(Tensor)
+    masks = F.resize(tv_tensors.Mask(sample.masks), size_list, interpolation=mode).as_subclass(Tensor)
     sem_seg = sample.sem_seg
     if sem_seg is not None:
-        sem_seg = F.resize(sem_seg[None], size_list, interpolation=InterpolationMode.NEAREST)[0]
+        sem_seg = F.resize(sem_seg[None], size_list, interpolation=mode)[0]
     return _drop_empty(replace(sample, image=image, masks=masks, sem_seg=sem_seg))
 
 
-def resize_short_side(sample: Sample, short_side: int, max_size: int) -> Sample:
+def resize_short_side(sample: Sample, short_side: int, max_size: int, mask_mode: str = "nearest-exact") -> Sample:
     """Resize so that the short side is ``short_side`` px and the long side at most ``max_size`` px."""
-    return resize(sample, short_side_size(*sample.size, short_side, max_size))
+    return resize(sample, short_side_size(*sample.size, short_side, max_size), mask_mode)
 
 
 def hflip(sample: Sample) -> Sample:
@@ -98,16 +109,18 @@ class TrainTransform:
     then a horizontal flip with probability ``flip_prob``.
     """
 
-    def __init__(self, train_short_sides: Sequence[int], max_size: int, flip_prob: float) -> None:
+    def __init__(self, train_short_sides: Sequence[int], max_size: int, flip_prob: float,
+                 mask_mode: str = "nearest-exact") -> None:
         if not train_short_sides:
             raise ValueError("train_short_sides must not be empty")
         self.train_short_sides = tuple(int(s) for s in train_short_sides)
         self.max_size = int(max_size)
         self.flip_prob = float(flip_prob)
+        self.mask_mode = mask_mode
 
     def __call__(self, sample: Sample) -> Sample:
         i = int(torch.randint(len(self.train_short_sides), ()).item())
-        sample = resize_short_side(sample, self.train_short_sides[i], self.max_size)
+        sample = resize_short_side(sample, self.train_short_sides[i], self.max_size, self.mask_mode)
         if self.flip_prob > 0 and float(torch.rand(())) < self.flip_prob:
             sample = hflip(sample)
         return sample
@@ -116,16 +129,18 @@ class TrainTransform:
 class EvalTransform:
     """Evaluation: resize the short side to ``test_short_side`` (capped by ``max_size``)."""
 
-    def __init__(self, test_short_side: int, max_size: int) -> None:
+    def __init__(self, test_short_side: int, max_size: int, mask_mode: str = "nearest-exact") -> None:
         self.test_short_side = int(test_short_side)
         self.max_size = int(max_size)
+        self.mask_mode = mask_mode
 
     def __call__(self, sample: Sample) -> Sample:
-        return resize_short_side(sample, self.test_short_side, self.max_size)
+        return resize_short_side(sample, self.test_short_side, self.max_size, self.mask_mode)
 
 
 def build_transform(data_cfg, train: bool) -> TrainTransform | EvalTransform:
     """The transform of ``harness.config.DataConfig`` for training (``train=True``) or evaluation."""
+    mode = getattr(data_cfg, "mask_resize", "nearest-exact")
     if train:
-        return TrainTransform(data_cfg.train_short_sides, data_cfg.max_size, data_cfg.flip_prob)
-    return EvalTransform(data_cfg.test_short_side, data_cfg.max_size)
+        return TrainTransform(data_cfg.train_short_sides, data_cfg.max_size, data_cfg.flip_prob, mode)
+    return EvalTransform(data_cfg.test_short_side, data_cfg.max_size, mode)
