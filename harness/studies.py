@@ -351,6 +351,19 @@ _NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_w
                  "data.val_images", "data.test_short_side", "method.num_classes")
 
 
+# (field prefix, the toggle without which those fields decide nothing): SOLOv2's improved-SOLOv2 components
+_TOGGLED_FIELDS = (("method.cspam_", "method.use_cspam"), ("method.aml_", "method.use_aml"))
+
+
+def _identity_resize(c: dict) -> bool:
+    """Whether a record's training never resized an image (``harness.config._resize_is_identity`` on its flat
+    config): then its ``data.mask_resize``, or the lack of one in records made before the field, decides nothing."""
+    from harness.data.synthetic import PRESETS
+    size = c.get("data.image_size")
+    return (c.get("data.dataset") in PRESETS and all(s == size for s in c.get("data.train_short_sides") or [None])
+            and (c.get("data.max_size") or 0) >= (size or 0))
+
+
 def mixed_config_note(records: list[dict]) -> list[str]:
     """A warning when one row of a study rests on runs of different training configs (beyond the seed).
 
@@ -359,18 +372,24 @@ def mixed_config_note(records: list[dict]) -> list[str]:
     fields (``INFERENCE_ONLY``: post-processing, thresholds) are left out.
     """
     import methods
-    by_variant: dict[str, dict[str, set]] = {}
+    configs: dict[str, list[dict]] = {}  # variant -> the training fields of each of its records
     for r in records:
         c = r.get("config") or {}
         mcls = methods.METHODS.get(c.get("method.name"))
         inf = {f"method.{f}" for f in (mcls.Config.INFERENCE_ONLY if mcls is not None else ())}
-        keys = by_variant.setdefault(r["variant"].split("[")[0], {})
-        for k, v in c.items():
-            if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf:
-                keys.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
-        for k in keys:  # a key some records lack (written by newer code only) counts as a difference
-            if k not in c:
-                keys[k].add("(absent)")
+        train = {k: json.dumps(v, sort_keys=True, default=str) for k, v in c.items()
+                 if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf}
+        if _identity_resize(c):  # data.mask_resize decides nothing there (harness.config._resize_is_identity)
+            train["data.mask_resize"] = "(no resize)"
+        for prefix, toggle in _TOGGLED_FIELDS:  # a component's fields decide nothing while it is off
+            if c.get(toggle) is False:
+                train = {k: v for k, v in train.items() if not k.startswith(prefix)}
+        configs.setdefault(r["variant"].split("[")[0], []).append(train)
+    by_variant: dict[str, dict[str, set]] = {}
+    for variant, cs in configs.items():
+        union = set().union(*cs)
+        # a key some records lack (written by newer code only) counts as a difference
+        by_variant[variant] = {k: {c.get(k, "(absent)") for c in cs} for k in union}
     out = []
     for variant, keys in by_variant.items():
         diff = sorted(k for k, vals in keys.items() if len(vals) > 1 and k not in SCHEDULE_KEYS)

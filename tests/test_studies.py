@@ -319,3 +319,31 @@ def test_readings_summary_flips_only_between_decided_verdicts():
     assert readings_summary([("default", INCONCLUSIVE, 0.3)], 1, +1.6).startswith(
         "inconclusive at this scale under every reading run")
     assert readings_summary([], 3, +1.6) == "not run"
+
+
+def test_mixed_config_note_ignores_mask_resize_where_nothing_is_resized():
+    """A row whose seeds differ in a training field gets the 'Mixed configs' warning; ``data.mask_resize`` (added
+    2026-12-04) absent from older records counts only where images were resized."""
+    from harness.studies import mixed_config_note
+    canvas = {"method.name": "solov2", "data.dataset": "shapes-coco", "data.image_size": 128,
+              "data.train_short_sides": [128], "data.max_size": 1333}
+    old, new = dict(canvas), dict(canvas, **{"data.mask_resize": "nearest-exact"})
+    recs = [{"variant": "solov2", "config": old}, {"variant": "solov2", "config": new}]
+    assert mixed_config_note(recs) == []
+    photo = {"method.name": "solov2", "data.dataset": "pennfudan:/x", "data.image_size": 128,
+             "data.train_short_sides": [224, 256], "data.max_size": 448}
+    recs = [{"variant": "solov2", "config": dict(photo)},
+            {"variant": "solov2", "config": dict(photo, **{"data.mask_resize": "nearest-exact"})}]
+    (note,) = mixed_config_note(recs)
+    assert "data.mask_resize" in note
+    recs = [{"variant": "solov2", "config": dict(canvas, **{"method.use_aml": False})},
+            {"variant": "solov2", "config": dict(canvas, **{"method.use_aml": True})}]
+    assert "method.use_aml" in mixed_config_note(recs)[0]
+    # CSPAM's fields (one added later, one default changed) decide nothing while use_cspam is off
+    off = dict(canvas, **{"method.use_cspam": False})
+    recs = [{"variant": "solov2", "config": dict(off, **{"method.cspam_theta_on": "reduced"})},
+            {"variant": "solov2", "config": dict(off, **{"method.cspam_theta_on": "residual",
+                                                          "method.cspam_pam_after": [3, 4]})}]
+    assert mixed_config_note(recs) == []
+    on = [dict(r["config"], **{"method.use_cspam": True}) for r in recs]
+    assert "method.cspam_pam_after" in mixed_config_note([{"variant": "v", "config": c} for c in on])[0]
