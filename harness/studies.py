@@ -652,6 +652,15 @@ def training_notes(records: list[dict]) -> list[str]:
                      f"{c.get('data.train_short_sides')} (test {c.get('data.test_short_side')}), "
                      f"{tr.get('wall_s', 0) / 60:.1f} min on "
                      f"{_device_of(r)}.")
+    legacy = sorted({r["method"] for r in records if r.get("train") and not _identity_resize(r.get("config") or {})
+                     and (r.get("config") or {}).get("data.mask_resize", "nearest") == "nearest"})
+    if legacy:  # trained before 2026-12-04's aligned mask resize
+        seen["legacy-resize"] = (
+            f"Mask resize: the runs of {', '.join(f'`{m}`' for m in legacy)} resized their training masks with "
+            "torch's legacy nearest (torchvision's Mask default until 2026-12-04, `data.mask_resize` absent or "
+            "'nearest'), which shifts a mask by about (scale - 1) / 2 px against the bilinearly resized image; "
+            "the harness now resizes with 'nearest-exact' (reports/validity.md gives both ceilings). Training "
+            "them again (new run hashes) would use it.")
     return list(seen.values())
 
 
