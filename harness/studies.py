@@ -327,12 +327,14 @@ def schedule_of(rec: dict, skip: set[str] | frozenset = frozenset()) -> tuple[tu
 def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
     """A warning when the rows of a study rest on runs trained with different schedules.
 
-    Keys a variant sets itself (its ``overrides``) are left out: those differ by design.  A mix arises when a
+    Keys a variant sets itself (its ``overrides`` and its ``profile_overrides`` at the study's profile, e.g. the
+    equal-FLOPs Mask R-CNN's cut schedule) are left out: those differ by design.  A mix arises when a
     profile's defaults change (e.g. the quick profile's warm-up, 100 -> 300 iterations on 2026-12-01) and only
     part of a study has been run again: each (variant, seed) shows its newest record, so old and new coexist.
     """
     from collections import Counter
-    own = {v.name: {o.split("=", 1)[0] for o in v.overrides + study.overrides} for v in study.variants}
+    own = {v.name: {o.split("=", 1)[0] for o in v.overrides + study.overrides
+                     + tuple(dict(v.profile_overrides).get(study.profile, ()))} for v in study.variants}
     counts: dict[str, Counter] = {k: Counter() for k in SCHEDULE_KEYS}
     for r in records:  # a record's variant is "name" or "name[post-processing]"
         for k, val in schedule_of(r, own.get(r["variant"].split("[")[0], set())):

@@ -207,6 +207,12 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
     (note,) = mixed_schedule_note(study, mixed)
     assert "train.warmup_iters=300: 3 records" in note and "train.warmup_iters=100: 1 records" in note
     assert "base_lr" not in note
+    # a schedule set at the study's profile by the variant itself (the equal-FLOPs Mask R-CNN) is by design too
+    study = Study(name="s", title="t", source="src", variants=(
+        Variant("a", "solov2"), Variant("c", "maskrcnn", profile_overrides=(("quick", ("train.max_iter=900",)),))))
+    cut = [rec("a", 300, 0.08), dict(rec("c", 300, 0.08), config={"train.max_iter": 900, "train.warmup_iters": 300,
+                                                                    "train.base_lr": 0.08})]
+    assert mixed_schedule_note(study, cut) == []
 
 
 @pytest.mark.slow
