@@ -104,8 +104,8 @@ def env_info(device: torch.device | str | None = None) -> dict[str, Any]:
         device: the device the figures were measured on; default CUDA device 0 when present, else cpu.
     Returns:
         ``{"torch", "torchvision", "cuda" (CUDA runtime version or None), "cudnn", "device" (GPU name
-        or CPU description), "device_type", "threads" (torch intra-op), "cpu_count", "python",
-        "platform"}``.
+        or CPU description), "device_type", "threads" (torch intra-op), "cpu_count", "cpu_model" (the CPU's
+        model name, so that wall times of untimed runs say which machine made them), "python", "platform"}``.
     """
     try:
         import torchvision
@@ -128,9 +128,19 @@ def env_info(device: torch.device | str | None = None) -> dict[str, Any]:
         "device_type": device.type,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 def git_info(repo_dir: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -689,6 +689,8 @@ def _device_of(r: dict) -> str:
     if t.get("device_name"):
         return t["device_name"]
     env = r.get("env") or {}
+    if env.get("device_type") == "cpu" and env.get("cpu_model"):  # records since 2026-12-04
+        return f"{env['cpu_model']} ({env.get('cpu_count', '?')} cores)"
     return f"{env.get('device_type', '?')} ({env.get('cpu_count', '?')} cores)"
 
 

@@ -43,12 +43,8 @@ def device_name(device: torch.device) -> str:
     """GPU name, or the CPU model (``/proc/cpuinfo`` on Linux) with its logical core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
+    from harness.records import cpu_model
+    model = cpu_model()
     return f"{model or platform.processor() or platform.machine() or 'cpu'} ({os.cpu_count()} cores)"
 
 
