@@ -16,12 +16,10 @@ import statistics
 import time
 
 import torch
+from _setup import training_setup  # benchmarks/ is the script's own folder, first on sys.path
 
 import methods
-from harness.config import make_config
 from harness.data.types import collate
-from harness.pipeline import build_split
-from harness.train import resolve_num_classes
 
 
 def main() -> None:
@@ -34,12 +32,7 @@ def main() -> None:
     if args.iters < 4:
         ap.error("--iters must be at least 4 (the first three are warm-up)")
     torch.set_num_threads(args.threads)
-    cfg = make_config(args.method, args.profile, overrides=["train.device=cpu"])
-    ds = build_split(cfg, "train")
-    cfg = resolve_num_classes(cfg, ds)
-    torch.manual_seed(0)
-    model = methods.build_method(cfg.method).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    cfg, ds, model, opt = training_setup(args.method, args.profile)
     b = cfg.train.batch_size
     load0 = os.getloadavg()[0]
     times = []

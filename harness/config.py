@@ -101,7 +101,7 @@ class DataConfig:
     cache_dir: str = ".cache/datasets"
     mask_resize: str = "nearest-exact"
 
-    MASK_RESIZE_MODES = ("nearest-exact", "nearest")
+    MASK_RESIZE_MODES = ("nearest-exact", "nearest")  # harness.data.transforms.MASK_MODES maps them
 
     def __post_init__(self) -> None:
         if self.mask_resize not in self.MASK_RESIZE_MODES:
@@ -435,12 +435,13 @@ def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**secs, seed=int(flat["seed"]), profile=flat.get("profile", "quick"))
 
 
-def _resize_is_identity(data: DataConfig) -> bool:
-    """Whether training never resizes an image: a synthetic square canvas whose every training short side is the
-    canvas side (within ``max_size``).  Then ``data.mask_resize`` cannot change the weights."""
+def resize_is_identity(dataset: str | None, image_size: int | None, short_sides, max_size: int | None) -> bool:
+    """Whether resizing to ``short_sides`` never changes an image: a synthetic square canvas of ``image_size`` px
+    whose every short side is the canvas side (within ``max_size``).  Then ``data.mask_resize`` decides nothing.
+    Takes plain values so that a record's flat config can be asked too (``harness.studies``, ``harness.validity``)."""
     from harness.data.synthetic import PRESETS as SYNTHETIC
-    return (data.dataset in SYNTHETIC and all(s == data.image_size for s in data.train_short_sides)
-            and data.max_size >= data.image_size)
+    return (dataset in SYNTHETIC and image_size is not None and all(s == image_size for s in short_sides or [None])
+            and (max_size or 0) >= image_size)
 
 
 def train_hash(cfg: ExperimentConfig) -> str:
@@ -448,7 +449,7 @@ def train_hash(cfg: ExperimentConfig) -> str:
 
     ``eval``, ``timing``, the validation data and the method's ``INFERENCE_ONLY`` fields (e.g.
     ``postprocess``) are excluded, and ``data.mask_resize`` where no training image is resized
-    (``_resize_is_identity``): a run is reused for every evaluation of the same training.  Fields in
+    (``resize_is_identity``): a run is reused for every evaluation of the same training.  Fields in
     the method's ``HASH_OMIT_AT_DEFAULT`` (added later, default = the older behaviour) count only when
     set away from their default.
     For a synthetic training set the generator's ``GENERATOR_VERSION`` is included (new data, new run).
@@ -462,7 +463,8 @@ def train_hash(cfg: ExperimentConfig) -> str:
              "train.health_points"}
     flat = {k: v for k, v in to_flat(cfg).items()
             if k.split(".")[0] in ("method", "data", "train", "seed") and k not in skip}
-    if "data.mask_resize" in flat and _resize_is_identity(cfg.data):  # the mode decides nothing there
+    d = cfg.data
+    if "data.mask_resize" in flat and resize_is_identity(d.dataset, d.image_size, d.train_short_sides, d.max_size):
         del flat["data.mask_resize"]
     from harness.data.synthetic import generator_version
     version = generator_version(cfg.data.dataset)

@@ -358,12 +358,11 @@ _TOGGLED_FIELDS = (("method.cspam_", "method.use_cspam"), ("method.aml_", "metho
 
 
 def _identity_resize(c: dict) -> bool:
-    """Whether a record's training never resized an image (``harness.config._resize_is_identity`` on its flat
+    """Whether a record's training never resized an image (``harness.config.resize_is_identity`` on its flat
     config): then its ``data.mask_resize``, or the lack of one in records made before the field, decides nothing."""
-    from harness.data.synthetic import PRESETS
-    size = c.get("data.image_size")
-    return (c.get("data.dataset") in PRESETS and all(s == size for s in c.get("data.train_short_sides") or [None])
-            and (c.get("data.max_size") or 0) >= (size or 0))
+    from harness.config import resize_is_identity
+    return resize_is_identity(c.get("data.dataset"), c.get("data.image_size"), c.get("data.train_short_sides"),
+                              c.get("data.max_size"))
 
 
 def mixed_config_note(records: list[dict]) -> list[str]:
@@ -381,7 +380,7 @@ def mixed_config_note(records: list[dict]) -> list[str]:
         inf = {f"method.{f}" for f in (mcls.Config.INFERENCE_ONLY if mcls is not None else ())}
         train = {k: json.dumps(v, sort_keys=True, default=str) for k, v in c.items()
                  if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf}
-        if _identity_resize(c):  # data.mask_resize decides nothing there (harness.config._resize_is_identity)
+        if _identity_resize(c):  # data.mask_resize decides nothing there
             train["data.mask_resize"] = "(no resize)"
         for prefix, toggle in _TOGGLED_FIELDS:  # a component's fields decide nothing while it is off
             if c.get(toggle) is False:

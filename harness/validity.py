@@ -78,8 +78,9 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
 def _mask_resize_label(c: dict) -> str:
     """How a ceiling record's masks reached the input size: "none" on a synthetic canvas evaluated at its own size
     (the mode decides nothing), else ``data.mask_resize`` ("nearest" for records made before the field, 2026-12-04)."""
-    from harness.data.synthetic import PRESETS
-    if c.get("data.dataset") in PRESETS and c.get("data.test_short_side") == c.get("data.image_size"):
+    from harness.config import resize_is_identity
+    if resize_is_identity(c.get("data.dataset"), c.get("data.image_size"), [c.get("data.test_short_side")],
+                          c.get("data.max_size")):
         return "none"
     return c.get("data.mask_resize", "nearest")
 

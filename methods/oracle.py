@@ -236,7 +236,7 @@ class OracleCeilingConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mask_resize not in ("nearest-exact", "nearest"):
+        if self.mask_resize not in ("nearest-exact", "nearest"):  # torch's nearest modes, as DataConfig's
             raise ValueError(f"method.mask_resize must be 'nearest-exact' or 'nearest', got {self.mask_resize!r}")
         if self.representation not in self.REPRESENTATIONS:
             raise ValueError(f"method.representation must be one of {self.REPRESENTATIONS}, got "

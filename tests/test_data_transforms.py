@@ -6,6 +6,7 @@ import torch
 
 from harness.config import DataConfig
 from harness.data.transforms import (
+    MASK_MODES,
     EvalTransform,
     TrainTransform,
     boxes_from_masks,
@@ -116,6 +117,7 @@ def test_mask_resize_modes_hand_computed(mode, expected):
     out = resize(s, (1, 3), mode)
     assert out.masks[0, 0].int().tolist() == expected
     assert build_transform(DataConfig(mask_resize=mode), False).mask_mode == mode
+    assert set(MASK_MODES) == set(DataConfig.MASK_RESIZE_MODES)
     with pytest.raises(ValueError, match="mask_resize"):
         DataConfig(mask_resize="bilinear")
 
