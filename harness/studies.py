@@ -653,7 +653,8 @@ def training_notes(records: list[dict]) -> list[str]:
                      f"{c.get('data.train_short_sides')} (test {c.get('data.test_short_side')}), "
                      f"{tr.get('wall_s', 0) / 60:.1f} min on "
                      f"{_device_of(r)}.")
-    legacy = sorted({r["method"] for r in records if r.get("train") and not _identity_resize(r.get("config") or {})
+    legacy = sorted({r["method"] for r in records if (r.get("train") or {}).get("iterations")  # trained runs only
+                     and not _identity_resize(r.get("config") or {})
                      and (r.get("config") or {}).get("data.mask_resize", "nearest") == "nearest"})
     if legacy:  # trained before 2026-12-04's aligned mask resize
         seen["legacy-resize"] = (

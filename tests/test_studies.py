@@ -353,3 +353,20 @@ def test_mixed_config_note_ignores_mask_resize_where_nothing_is_resized():
     assert mixed_config_note(recs) == []
     on = [dict(r["config"], **{"method.use_cspam": True}) for r in recs]
     assert "method.cspam_pam_after" in mixed_config_note([{"variant": "v", "config": c} for c in on])[0]
+
+
+def test_training_notes_name_runs_trained_with_the_legacy_mask_resize_only():
+    """Trained runs on resized photographs without ``data.mask_resize`` (before 2026-12-04) get the note; an oracle
+    (no training) and a synthetic canvas (nothing resized) do not."""
+    from harness.studies import training_notes
+    photo = {"profile": "real", "data.dataset": "pennfudan:/x", "data.image_size": 128,
+             "data.train_short_sides": [224, 256], "data.max_size": 448}
+    canvas = {"profile": "quick", "data.dataset": "shapes-coco", "data.image_size": 128,
+              "data.train_short_sides": [128], "data.max_size": 1333}
+
+    def rec(method, config, iterations):
+        return {"method": method, "config": config, "train": {"iterations": iterations, "wall_s": 60.0}}
+    notes = training_notes([rec("solov2", photo, 900), rec("oracle", photo, None), rec("condinst", canvas, 1500),
+                            rec("uniinst", dict(photo, **{"data.mask_resize": "nearest-exact"}), 900)])
+    (legacy,) = [n for n in notes if n.startswith("Mask resize")]
+    assert "`solov2`" in legacy and "oracle" not in legacy and "condinst" not in legacy and "uniinst" not in legacy
