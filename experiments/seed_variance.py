@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.config import quick_128px_overrides
 from harness.stats import std_ci
 from harness.studies import ReportSpec, Study, Variant, records_frame
 
 OLD = ("train.max_iter=1200", "train.steps=(1000,1150)")  # the quick schedule until 2026-12-02
-BASELINE = "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"
+# the rows measured before 2026-12-04 were on the quick profile's 128-px canvas: pinned to it (their run hashes stay)
+PX128 = quick_128px_overrides("solov2")
+BASELINE = "192 px, 1500 it (quick profile since 2026-12-04)"
+PX128_BASELINE = "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"  # record name; label: LABELS
 VARIANTS = (
     Variant(BASELINE, "solov2"),
-    Variant("warm-up 300, 1200 it (quick profile 2026-12-01)", "solov2", overrides=OLD),
-    Variant("warm-up 100 (quick profile until 2026-12-01)", "solov2", overrides=OLD + ("train.warmup_iters=100",)),
-    Variant("lr 0.04, warm-up 100", "solov2", overrides=OLD + ("train.warmup_iters=100", "train.base_lr=0.04")),
+    Variant(PX128_BASELINE, "solov2", overrides=PX128),
+    Variant("warm-up 300, 1200 it (quick profile 2026-12-01)", "solov2", overrides=PX128 + OLD),
+    Variant("warm-up 100 (quick profile until 2026-12-01)", "solov2",
+            overrides=PX128 + OLD + ("train.warmup_iters=100",)),
+    Variant("lr 0.04, warm-up 100", "solov2", overrides=PX128 + OLD + ("train.warmup_iters=100", "train.base_lr=0.04")),
     # a schedule whose lr steps both fall before 75 % of it, so that the run-health rule (AP rising > 2 from 75 % to
     # 100 % = not converged, harness/health.py) measures the low-lr tail rather than the jump of a step at 83 %
     Variant("1200 it, steps 800 / 880 (health-compatible)", "solov2",
-            overrides=("train.max_iter=1200", "train.steps=(800,880)")),
+            overrides=PX128 + ("train.max_iter=1200", "train.steps=(800,880)")),
 )
+# row labels in the report where the recorded variant name no longer says enough
+LABELS = {PX128_BASELINE: "128 px, 1500 it, steps 1000 / 1100 (quick profile 2026-12-02 to 2026-12-04)"}
 GOAL_STD = 1.0
 
 
@@ -41,8 +49,8 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
             continue
         ap = [float(x) for x in sub["AP"]]
         s, lo, hi = std_ci(ap)
-        per_seed[v] = ap
-        rows.append({"variant": v, "n": len(ap), "mean AP": f"{sum(ap) / len(ap):.1f}",
+        per_seed[LABELS.get(v, v)] = ap
+        rows.append({"variant": LABELS.get(v, v), "n": len(ap), "mean AP": f"{sum(ap) / len(ap):.1f}",
                      "AP per seed": ", ".join(f"{x:.1f}" for x in ap),
                      "std": f"{s:.2f}" if s == s else "–",
                      "std 95 % CI": f"[{lo:.2f}, {hi:.2f}]" if s == s else "–",
@@ -51,10 +59,12 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
     notes = [
         f"Goal: std of AP ≤ {GOAL_STD} over seeds. 'yes' / 'no' only when the whole 95 % interval of the std "
         "(chi-square, normal data) is on one side of the goal; otherwise 'undecided'.",
-        "Each row is the quick profile with the `--set` overrides its name gives; the warm-up-300 row is the quick "
-        "profile itself since 2026-12-01 (its seeds 0-2 are also the baseline rows of the Table 1 ablation). "
-        "Changing the profile's warm-up changed the config hash of every quick-profile run; reports made before it "
-        "say 'warm-up 100 it' in their training notes.",
+        "Each row is the quick profile with the `--set` overrides its name gives. The first row is the quick "
+        "profile itself since 2026-12-04 (192-px canvas, SOLOv2's scale ranges x 1.5: harness.config.SCALE_RULES); "
+        "every other row was measured on the 128-px canvas of before and is pinned to it "
+        "(harness.config.quick_128px_overrides), so it keeps meaning what it measured. The warm-up-300 rows are "
+        "the quick profile of 2026-12-01 on; changing the profile's warm-up changed the config hash of every "
+        "quick-profile run; reports made before it say 'warm-up 100 it' in their training notes.",
     ]
 
     def figure(fig):

@@ -118,7 +118,9 @@ class MaskRCNNConfig(MethodConfig):
                   "rpn_post_nms_top_n_train": 100, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
                   "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 64, "representation_size": 64,
                   "mask_head_channels": 16, "mask_head_num_convs": 1, "nms_pre": 100},
-        "quick": {"fpn_channels": 64, "anchor_sizes": (8, 16, 32, 64, 128), "rpn_pre_nms_top_n_train": 600,
+        # anchors scaled with the objects (harness.config.SCALE_RULES): reference x 3 / 8 on quick's 192-px canvas
+        # (since 2026-12-04; (8, 16, 32, 64, 128) = reference / 4 on the 128-px canvas before)
+        "quick": {"fpn_channels": 64, "anchor_sizes": (12, 24, 48, 96, 192), "rpn_pre_nms_top_n_train": 600,
                   "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
                   "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128, "representation_size": 128,
                   "mask_head_channels": 32, "mask_head_num_convs": 2, "nms_pre": 200},
