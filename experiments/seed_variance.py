@@ -21,7 +21,7 @@ from harness.studies import ReportSpec, Study, Variant, records_frame
 OLD = ("train.max_iter=1200", "train.steps=(1000,1150)")  # the quick schedule until 2026-12-02
 # the rows measured before 2026-12-04 were on the quick profile's 128-px canvas: pinned to it (their run hashes stay)
 PX128 = quick_128px_overrides("solov2")
-BASELINE = "quick profile since 2026-12-04 (192 px, 1500 it)"
+BASELINE = "quick profile since 2026-12-04 (192 px; 1500 it)"
 PX128_BASELINE = "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"  # record name; label: LABELS
 VARIANTS = (
     Variant(BASELINE, "solov2"),
