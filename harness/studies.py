@@ -348,6 +348,50 @@ def mixed_schedule_note(study: Study, records: list[dict]) -> list[str]:
             "and evaluates the missing runs of the current settings."]
 
 
+# what a profile fixes for a run besides its schedule: the object-size hyper-parameters it scales (SCALE_RULES)
+PROFILE_KEYS = SCHEDULE_KEYS + ("method.scale_ranges", "method.num_grids", "method.anchor_sizes",
+                                "method.sizes_of_interest")
+
+
+def profile_drift_note(study: Study, records: list[dict]) -> list[str]:
+    """A warning when rows were trained at an earlier definition of the study's profile.
+
+    Each record's ``PROFILE_KEYS`` are compared with the config its variant gets today (``study.configs``: the
+    profile's current defaults, the study's and the variant's overrides).  They differ when a profile's defaults
+    changed after the record was made (e.g. the quick profile's canvas, 128 -> 192 px on 2026-12-04) and the study
+    has not been run again: its numbers are those of the recorded runs, at the settings the note names.
+    """
+    import json
+    from collections import Counter
+
+    from harness.config import to_flat
+    try:
+        current = {v.name: json.loads(json.dumps(to_flat(cfg), default=list))
+                   for v, _seed, cfg in study.configs(seeds=1)}
+    except (KeyError, ValueError):  # a method or dataset no longer known: nothing to compare with
+        return []
+    diffs: Counter = Counter()
+    n = 0
+    for r in records:
+        # "name", "name[post-processing]" or a reading's "name [@ dataset] [field=value]" (its PROFILE_KEYS are the
+        # name's)
+        c, cur = r.get("config") or {}, current.get(r["variant"].split("[")[0].split(" @ ")[0].strip())
+        if cur is None or c.get("profile") != study.profile:
+            continue
+        d = tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in PROFILE_KEYS
+                  if k in c and k in cur and c[k] != cur[k])
+        if d:
+            n += 1
+            diffs.update(d)
+    if not n:
+        return []
+    parts = [f"{k} was {old}, now {new} ({cnt} record{'s' if cnt != 1 else ''})" for (k, old, new), cnt in diffs.most_common(6)]
+    return [f"Earlier profile: {n} of the {len(records)} records were trained before the {study.profile} profile's "
+            f"defaults changed: {'; '.join(parts)}{' ...' if len(diffs) > 6 else ''}. Their numbers are "
+            f"those runs' at the settings recorded; `python -m harness study {study.name.partition('@')[0]}` (or the "
+            "report's own command) trains the current profile's runs, which replace them."]
+
+
 # config keys that never decide a run's weights (or that differ by design within a variant)
 _NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_workers", "data.val_dataset",
                  "data.val_images", "data.test_short_side", "method.num_classes")
@@ -412,7 +456,8 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
-    status += mixed_schedule_note(study, records) + mixed_config_note(records)
+    status += (profile_drift_note(study, records) + mixed_schedule_note(study, records)
+               + mixed_config_note(records))
     from harness.figures import report_figures
     extra, fig_notes = report_figures(records)
     notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
@@ -814,7 +859,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
            + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
            + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
     return write_report(study, tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
-                        command=cmd, figures=extra)
+                        command=cmd, figures=extra, warnings=profile_drift_note(st, records))
 
 
 def regenerate_reports(names: list[str] | None = None) -> list[Path]:

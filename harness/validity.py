@@ -52,11 +52,13 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
     from harness.config import to_flat
     from harness.records import append_record, env_info, make_record, read_records, records_path
     path = records_path(STUDY)
+    # a profile whose canvas changed (quick: 128 -> 192 px on 2026-12-04) is measured again
     done = {(r["variant"], r["config"].get("profile"), r["config"].get("data.dataset"),
-             (r.get("data") or {}).get("n_images")) for r in (read_records(path) if path.is_file() else [])}
+             r["config"].get("data.image_size"), (r.get("data") or {}).get("n_images"))
+            for r in (read_records(path) if path.is_file() else [])}
     for m in method_names:
         cfg0 = make_config(m, profile, dataset=dataset)
-        if (m, profile, cfg0.data.dataset, n_images) not in done:
+        if (m, profile, cfg0.data.dataset, cfg0.data.image_size, n_images) not in done:
             stats, cfg = positives(m, profile, n_images, dataset)
             rec = make_record(study=STUDY, variant=m, run_id=f"validity-{m}-{profile}", method=m, seed=0,
                               config=to_flat(cfg), metrics=stats, kind="validity", env=env_info("cpu"),
@@ -95,12 +97,13 @@ def write_validity_report():
     crecs = read_records(cpath) if cpath.is_file() else []
     latest = {}
     for r in vrecs:
-        latest[(r["variant"], r["config"]["profile"], r["config"]["data.dataset"])] = r
-    pos_rows = [{"method": m, "profile": p, "dataset": d, "GT instances": r["metrics"]["n_gt"],
+        latest[(r["config"]["profile"], r["config"]["data.dataset"], r["config"].get("data.image_size"),
+                r["variant"])] = r
+    pos_rows = [{"method": m, "profile": p, "dataset": d, "canvas px": s, "GT instances": r["metrics"]["n_gt"],
                  "positives / GT": f"{r['metrics']['positives_per_gt']:.2f}",
                  "zero-positive %": f"{100 * r['metrics']['zero_positive_frac']:.1f}",
                  "≤ 5 %": "yes" if r["metrics"]["zero_positive_frac"] <= 0.05 else "NO"}
-                for (m, p, d), r in sorted(latest.items())]
+                for (p, d, s, m), r in sorted(latest.items())]
     ceil = {}
     for r in crecs:
         c = r["config"]
@@ -116,7 +119,9 @@ def write_validity_report():
     notes = [
         "Positives: the method's own assigner (Method.last_positives_per_gt) over the first training images, model "
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
-        "its match); the training records carry the same statistic over every iteration (Run health sections).",
+        "its match); the training records carry the same statistic over every iteration (Run health sections). "
+        "'canvas px': the synthetic canvas (data.image_size): the quick profile's is 192 px since 2026-12-04, 128 px "
+        "before.",
         "Ceiling: the val ground truth passed through each method's mask representation, score 1 "
         "(methods.oracle.OracleCeiling): 'stride4' = the binary stride-4 training targets upsampled back as the "
         "methods predict, '(soft)' = the same with the area fractions kept (what a network's stride-4 output can "
@@ -124,7 +129,8 @@ def write_validity_report():
         "default since 2026-12-04: roi_align(aligned=True) training target, continuous paste), 'roi28' = the same in "
         "torchvision's (aligned=False, paste into the whole-pixel box + 1; rows 'maskrcnn (torchvision RoI)', and "
         "'maskrcnn' rows made before 2026-12-04). The goal was at least 90 AP for every method on its val split.",
-        "Rows at other short sides than the profile's are the trade-off measured for a redesign of the quick "
+        "Quick-profile rows at 128 px are the profile before 2026-12-04, at 256 px a larger alternative: the "
+        "trade-off measured for the redesign of the quick "
         "profile (`python -m harness ceiling --method M --set data.image_size=S --set data.train_short_sides=(S,) "
         "--set data.test_short_side=S`); their training cost grows about with the square of the side; "
         "`reports/quick_profile_tradeoff.md` trains SOLOv2 on them.",

@@ -110,8 +110,8 @@ class MaskRCNNConfig(MethodConfig):
 
     ROI_CONVENTIONS: ClassVar[tuple[str, ...]] = ("detectron2", "torchvision")
 
-    # smoke / quick: 64 / 128 px synthetic images, so anchors are the paper's sizes / 8 resp. / 4
-    # (P2 anchors of 4 / 8 px), fewer proposals and sampled RoIs, and narrow heads so that a 2-core
+    # smoke / quick: 64 / 192 px synthetic images, so anchors are the paper's sizes / 8 resp. x 3 / 8
+    # (P2 anchors of 4 / 12 px), fewer proposals and sampled RoIs, and narrow heads so that a 2-core
     # CPU trains the quick profile in minutes.
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         "smoke": {"fpn_channels": 32, "anchor_sizes": (4, 8, 16, 32, 64), "rpn_pre_nms_top_n_train": 200,

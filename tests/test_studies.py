@@ -215,6 +215,32 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
     assert mixed_schedule_note(study, cut) == []
 
 
+def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
+    """Records trained before the quick profile's canvas moved to 192 px (2026-12-04) get an 'Earlier profile'
+    warning naming the changed settings; records of today's definition, and rows pinned to the old canvas by their
+    own overrides (harness.config.quick_128px_overrides), get none."""
+    import json
+
+    from harness.config import make_config, quick_128px_overrides, to_flat
+    from harness.studies import Study, Variant, profile_drift_note
+    study = Study(name="s", title="t", source="src", variants=(
+        Variant("a", "solov2"), Variant("old", "solov2", overrides=quick_128px_overrides("solov2"))))
+
+    def rec(variant, overrides=()):
+        cfg = make_config("solov2", "quick", dataset="shapes-coco", overrides=list(overrides))
+        return {"variant": variant, "config": json.loads(json.dumps(to_flat(cfg), default=list))}
+    today = [rec("a"), rec("a[none]"), rec("old", quick_128px_overrides("solov2"))]
+    assert profile_drift_note(study, today) == []
+    (note,) = profile_drift_note(study, today + [rec("a", quick_128px_overrides("solov2"))])
+    assert note.startswith("Earlier profile: 1 of the 4 records")
+    assert "data.image_size was 128, now 192 (1 record)" in note and "method.scale_ranges" in note
+    assert "python -m harness study s" in note
+    # a record of another profile is not this profile's history
+    smoke = dict(rec("a", quick_128px_overrides("solov2")))
+    smoke["config"] = dict(smoke["config"], profile="smoke")
+    assert profile_drift_note(study, [smoke]) == []
+
+
 @pytest.mark.slow
 def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatch):
     """`study NAME --profile smoke` on a quick-profile study writes results/NAME@smoke/ and reports/NAME@smoke.md;
