@@ -255,8 +255,8 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
         # reports say so (harness.studies.profile_drift_note) until their study is run again.
         return (DataConfig(train_images=1000, val_images=200, image_size=192, train_short_sides=(192,),
                            test_short_side=192),
-                # tuned on SOLOv2 on the 128-px canvas (one seed each, shapes-coco, narrow ResNet): lr 0.04 x 1300 it gave AP
-                # 19.5, lr 0.08 x 1300 it 26.4, lr 0.08 x 1000 it 20.9; 1200 it keeps one run within 5 minutes
+                # tuned on SOLOv2 on the 128-px canvas (one seed each, shapes-coco, narrow ResNet): lr 0.04 x 1300 it
+                # gave AP 19.5, lr 0.08 x 1300 it 26.4, lr 0.08 x 1000 it 20.9; 1200 it keeps one run within 5 minutes
                 # on 2 CPU cores.  Every method shares this schedule.  Warm-up 300 it (was 100 until 2026-12-01):
                 # with 100, when the mask branch started learning varied by seed (dice loss < 1.0 at it 260 / 500 /
                 # 380) and SOLOv2's AP spread was std 2.04 over 5 seeds (mean 19.9); with 300 it is std 1.02 over

@@ -225,10 +225,17 @@ def write_readings_report(study, claims, jobs, n_seeds: int):
 
     from harness.records import records_path
     from harness.report import write_report
-    from harness.studies import (claim_row, profile_drift_note, records_frame, run_health_table, study_records,
-                                 variant_diff)
+    from harness.studies import (
+        claim_row,
+        current_profile_records,
+        records_frame,
+        run_health_table,
+        study_records,
+        variant_diff,
+    )
     rname = readings_name(study.name)
-    records = [r for r in study_records(rname) if (r.get("config") or {}).get("profile") == study.profile]
+    records, drift_note = current_profile_records(
+        study, [r for r in study_records(rname) if (r.get("config") or {}).get("profile") == study.profile])
     df = records_frame(records, metrics=("AP", "APs", "AP50", "AP75"))
     rows, registry = [], []
     for c in claims:
@@ -265,6 +272,6 @@ def write_readings_report(study, claims, jobs, n_seeds: int):
     tables = [("Claims under every reading", pd.DataFrame(rows)), ("The readings", pd.DataFrame(registry)),
               ("Run health", run_health_table(records))]
     return write_report(rname, tables, notes, None, title=f"{study.title}: reading sensitivity",
-                        sources=[records_path(rname)], warnings=profile_drift_note(study, records),
+                        sources=[records_path(rname)], warnings=drift_note,
                         command=f"python -m harness study {study.name.partition('@')[0]} --readings"
                         + (f" --profile {study.profile}" if "@" in study.name else ""))

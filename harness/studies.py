@@ -353,43 +353,66 @@ PROFILE_KEYS = SCHEDULE_KEYS + ("method.scale_ranges", "method.num_grids", "meth
                                 "method.sizes_of_interest")
 
 
-def profile_drift_note(study: Study, records: list[dict]) -> list[str]:
-    """A warning when rows were trained at an earlier definition of the study's profile.
+def record_profile_drift(study: Study, records: list[dict]) -> list[tuple]:
+    """Per record, the ``(key, recorded, current)`` settings (JSON text) in which it differs from the config its
+    variant gets today at the study's profile (``study.configs``: the profile's current defaults, the study's and
+    the variant's overrides), over ``PROFILE_KEYS``; ``()`` where it does not differ or cannot be compared (another
+    profile, a variant the study no longer has, a method no longer known).
 
-    Each record's ``PROFILE_KEYS`` are compared with the config its variant gets today (``study.configs``: the
-    profile's current defaults, the study's and the variant's overrides).  They differ when a profile's defaults
-    changed after the record was made (e.g. the quick profile's canvas, 128 -> 192 px on 2026-12-04) and the study
-    has not been run again: its numbers are those of the recorded runs, at the settings the note names.
+    They differ when a profile's defaults changed after the record was made (e.g. the quick profile's canvas,
+    128 -> 192 px on 2026-12-04).
     """
     import json
-    from collections import Counter
 
     from harness.config import to_flat
     try:
         current = {v.name: json.loads(json.dumps(to_flat(cfg), default=list))
                    for v, _seed, cfg in study.configs(seeds=1)}
     except (KeyError, ValueError):  # a method or dataset no longer known: nothing to compare with
-        return []
-    diffs: Counter = Counter()
-    n = 0
+        return [()] * len(records)
+    out = []
     for r in records:
         # "name", "name[post-processing]" or a reading's "name [@ dataset] [field=value]" (its PROFILE_KEYS are the
         # name's)
         c, cur = r.get("config") or {}, current.get(r["variant"].split("[")[0].split(" @ ")[0].strip())
         if cur is None or c.get("profile") != study.profile:
+            out.append(())
             continue
-        d = tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in PROFILE_KEYS
-                  if k in c and k in cur and c[k] != cur[k])
-        if d:
-            n += 1
-            diffs.update(d)
-    if not n:
-        return []
-    parts = [f"{k} was {old}, now {new} ({cnt} record{'s' if cnt != 1 else ''})" for (k, old, new), cnt in diffs.most_common(6)]
-    return [f"Earlier profile: {n} of the {len(records)} records were trained before the {study.profile} profile's "
-            f"defaults changed: {'; '.join(parts)}{' ...' if len(diffs) > 6 else ''}. Their numbers are "
-            f"those runs' at the settings recorded; `python -m harness study {study.name.partition('@')[0]}` (or the "
-            "report's own command) trains the current profile's runs, which replace them."]
+        out.append(tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in PROFILE_KEYS
+                         if k in c and k in cur and c[k] != cur[k]))
+    return out
+
+
+def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dict], list[str]]:
+    """The records a report may show, and its "Earlier profile" warning.
+
+    A report never mixes two definitions of one profile: once any record of the current definition exists, the
+    records of an earlier one are left out (they stay in ``runs.jsonl`` as history) and the warning counts them; a
+    study not yet run again keeps its records, and the warning names the settings they were trained at.
+    """
+    from collections import Counter
+    drift = record_profile_drift(study, records)
+    old = [d for d in drift if d]
+    if not old:
+        return records, []
+    rerun = f"`python -m harness study {study.name.partition('@')[0]}` (or the report's own command)"
+    if len(old) < len(records):
+        kept = [r for r, d in zip(records, drift) if not d]
+        return kept, [f"Earlier profile: {len(old)} records trained before the {study.profile} profile's defaults "
+                      f"changed are left out (history in runs.jsonl), so that the rows are of one profile; {rerun} "
+                      "trains the runs still missing at the current one."]
+    diffs: Counter = Counter(x for d in old for x in d)
+    parts = [f"{k} was {was}, now {now} ({n} record{'s' if n != 1 else ''})"
+             for (k, was, now), n in diffs.most_common(6)]
+    return records, [f"Earlier profile: {len(old)} of the {len(records)} records were trained before the "
+                     f"{study.profile} profile's defaults changed: {'; '.join(parts)}"
+                     f"{' ...' if len(diffs) > 6 else ''}. Their numbers are those runs' at the settings recorded; "
+                     f"{rerun} trains the current profile's runs, which replace them."]
+
+
+def profile_drift_note(study: Study, records: list[dict]) -> list[str]:
+    """The "Earlier profile" warning of ``current_profile_records``."""
+    return current_profile_records(study, records)[1]
 
 
 # config keys that never decide a run's weights (or that differ by design within a variant)
@@ -448,7 +471,7 @@ def mixed_config_note(records: list[dict]) -> list[str]:
 def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.records import records_path
     from harness.report import write_report
-    records = canonical_order(study, study_records(study.name))
+    records, drift_note = current_profile_records(study, canonical_order(study, study_records(study.name)))
     if not records:
         raise FileNotFoundError(f"study {study.name!r} has no records ({records_path(study.name)}); run it first")
     spec = (study.build_report or default_report)(study, records)
@@ -456,8 +479,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     status = [] if len(records) >= expected else [
         f"Incomplete: {len(records)} of the {expected} evaluations of this study ({study.seeds} seeds) are recorded; "
         f"`python -m harness study {study.name}` runs the missing ones (finished runs and records are reused)."]
-    status += (profile_drift_note(study, records) + mixed_schedule_note(study, records)
-               + mixed_config_note(records))
+    status += drift_note + mixed_schedule_note(study, records) + mixed_config_note(records)
     from harness.figures import report_figures
     extra, fig_notes = report_figures(records)
     notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
@@ -838,8 +860,9 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
     from harness.report import write_report
     st = _compare_study(study, spec)
     keep = {v.name for v in st.variants}
-    records = canonical_order(st, [r for r in study_records(study) if r["variant"].split("[")[0] in keep
-                                   and r.get("data", {}).get("dataset") == spec["val_name"]])
+    records, drift_note = current_profile_records(st, canonical_order(st, [
+        r for r in study_records(study) if r["variant"].split("[")[0] in keep
+        and r.get("data", {}).get("dataset") == spec["val_name"]]))
     rspec = default_report(st, records)
     from harness.figures import ap_curve_table, convergence_notes, report_figures
     extra, fig_notes = report_figures(records)
@@ -859,7 +882,7 @@ def write_compare_report(study: str, spec: dict) -> tuple[Path, Path | None]:
            + (f" --protocol {spec['protocol']}" if spec["protocol"] != "coco" else "")
            + "".join(f" --set {shlex.quote(o)}" for o in spec["overrides"]))
     return write_report(study, tables, notes, rspec.figure, title=st.title, sources=[records_path(study)],
-                        command=cmd, figures=extra, warnings=profile_drift_note(st, records))
+                        command=cmd, figures=extra, warnings=drift_note)
 
 
 def regenerate_reports(names: list[str] | None = None) -> list[Path]:

@@ -231,10 +231,16 @@ def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
         return {"variant": variant, "config": json.loads(json.dumps(to_flat(cfg), default=list))}
     today = [rec("a"), rec("a[none]"), rec("old", quick_128px_overrides("solov2"))]
     assert profile_drift_note(study, today) == []
-    (note,) = profile_drift_note(study, today + [rec("a", quick_128px_overrides("solov2"))])
-    assert note.startswith("Earlier profile: 1 of the 4 records")
-    assert "data.image_size was 128, now 192 (1 record)" in note and "method.scale_ranges" in note
+    old = [rec("a", quick_128px_overrides("solov2")), rec("a[none]", quick_128px_overrides("solov2"))]
+    (note,) = profile_drift_note(study, old)
+    assert note.startswith("Earlier profile: 2 of the 2 records")
+    assert "data.image_size was 128, now 192 (2 records)" in note and "method.scale_ranges" in note
     assert "python -m harness study s" in note
+    # once the study has records of today's profile, a report never mixes the two: the earlier ones are left out
+    from harness.studies import current_profile_records
+    kept, (note,) = current_profile_records(study, today + old)
+    assert kept == today and note.startswith("Earlier profile: 2 records trained before")
+    assert current_profile_records(study, today) == (today, [])
     # a record of another profile is not this profile's history
     smoke = dict(rec("a", quick_128px_overrides("solov2")))
     smoke["config"] = dict(smoke["config"], profile="smoke")
