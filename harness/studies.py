@@ -398,13 +398,13 @@ def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dic
     rerun = f"`python -m harness study {study.name.partition('@')[0]}` (or the report's own command)"
     if len(old) < len(records):
         kept = [r for r, d in zip(records, drift) if not d]
-        return kept, [f"Earlier profile: {len(old)} records trained before the {study.profile} profile's defaults "
+        return kept, [f"Earlier profile: {len(old)} records made before the {study.profile} profile's defaults "
                       f"changed are left out (history in runs.jsonl), so that the rows are of one profile; {rerun} "
                       "trains the runs still missing at the current one."]
     diffs: Counter = Counter(x for d in old for x in d)
     parts = [f"{k} was {was}, now {now} ({n} record{'s' if n != 1 else ''})"
              for (k, was, now), n in diffs.most_common(6)]
-    return records, [f"Earlier profile: {len(old)} of the {len(records)} records were trained before the "
+    return records, [f"Earlier profile: {len(old)} of the {len(records)} records were made before the "
                      f"{study.profile} profile's defaults changed: {'; '.join(parts)}"
                      f"{' ...' if len(diffs) > 6 else ''}. Their numbers are those runs' at the settings recorded; "
                      f"{rerun} trains the current profile's runs, which replace them."]

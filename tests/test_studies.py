@@ -239,7 +239,7 @@ def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
     # once the study has records of today's profile, a report never mixes the two: the earlier ones are left out
     from harness.studies import current_profile_records
     kept, (note,) = current_profile_records(study, today + old)
-    assert kept == today and note.startswith("Earlier profile: 2 records trained before")
+    assert kept == today and note.startswith("Earlier profile: 2 records made before")
     assert current_profile_records(study, today) == (today, [])
     # a record of another profile is not this profile's history
     smoke = dict(rec("a", quick_128px_overrides("solov2")))
