@@ -247,6 +247,30 @@ def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
     assert profile_drift_note(study, [smoke]) == []
 
 
+@pytest.mark.parametrize("study_name,variant", [
+    ("seed_variance", "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"),
+    ("quick_profile_tradeoff", "128 px, batch 8 (the quick profile)"),
+])
+def test_rows_pinned_to_the_128px_canvas_keep_the_run_hashes_they_recorded(study_name, variant):
+    """History rows of the diagnostic studies pin the quick profile of before 2026-12-04 with
+    ``quick_128px_overrides``: their configs are those of the committed records, so the runs are reused, never
+    retrained under the name of what they measured."""
+    import dataclasses
+
+    from harness.config import train_hash
+    from harness.records import read_records, records_path
+    path = records_path(study_name)
+    if not path.is_file():
+        pytest.skip(f"{path} not in this checkout")
+    recorded = {(r["seed"], r["train"]["train_hash"]) for r in read_records(path) if r["variant"] == variant}
+    assert recorded
+    for v, seed, cfg in load_study(study_name).configs(seeds=1):
+        if v.name == variant:
+            cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, num_classes=6))  # set by the data
+            assert cfg.data.image_size == 128
+            assert (seed, train_hash(cfg)) in recorded
+
+
 @pytest.mark.slow
 def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatch):
     """`study NAME --profile smoke` on a quick-profile study writes results/NAME@smoke/ and reports/NAME@smoke.md;
