@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("pycocotools", "faster"), default="pycocotools",
                         help="COCOeval implementation (default: pycocotools, the reference)")
     parser.add_argument("--per-class", action="store_true", help="also print per-class mask AP")
+    parser.add_argument("--class-agnostic", action="store_true",
+                        help="match predictions to ground truth of any class (COCOeval useCats=0): with the default "
+                             "scoring beside it, shows how much of the AP the classification costs")
     parser.add_argument("--ochuman", action="store_true",
                         help="OCHuman protocol: category 1 only; APs/m/l bucket by BOX area")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the metrics as JSON")
@@ -74,18 +77,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.gt or not args.predictions:
         print("evaluate: give --gt ANN.json and --predictions RESULTS.json (or --run RUN)", file=sys.stderr)
         return 2
+    if args.class_agnostic and (args.per_class or args.ochuman):
+        print("evaluate: --class-agnostic has no classes to score per class, nor OCHuman's single one",
+              file=sys.stderr)
+        return 2
     from harness.evaluate import coco_segm_eval, ochuman_eval
     try:
         if args.ochuman:
             metrics = ochuman_eval(args.gt, args.predictions, backend=args.backend)
         else:
-            metrics = coco_segm_eval(args.gt, args.predictions, backend=args.backend, per_class=args.per_class)
+            metrics = coco_segm_eval(args.gt, args.predictions, backend=args.backend, per_class=args.per_class,
+                                     use_cats=not args.class_agnostic)
     except (ValueError, OSError, ImportError) as e:  # DatasetError, bad results, unreadable files
         where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
         print(f"evaluate: {where}{e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
         return 2
     print(f"{metrics['n_results']} results in {args.predictions} vs {args.gt} "
-          f"({'OCHuman' if args.ochuman else 'COCO'} segm, backend {args.backend})")
+          f"({'OCHuman' if args.ochuman else 'COCO'} segm{', class-agnostic' if args.class_agnostic else ''}, "
+          f"backend {args.backend})")
     print(format_metrics(metrics))
     if args.json:
         out = Path(args.json)

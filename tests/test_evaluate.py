@@ -404,6 +404,19 @@ def test_cli_modes(tmp_path, capsys, monkeypatch):
     assert cli_eval.main(["--run", "runs/x"]) == 0 and called == ["runs/x"]
 
 
+def test_cli_class_agnostic_scores_a_wrong_class_as_a_match(tmp_path, capsys):
+    """``evaluate --class-agnostic``: the right mask with the wrong class is 0 AP per class and 100 without classes."""
+    gt, preds = tmp_path / "gt.json", tmp_path / "preds.json"
+    gt.write_text(json.dumps(make_gt([(1, 1, A, 0)])))
+    preds.write_text(json.dumps([det(1, 2, A, 0.9)]))
+    out = tmp_path / "m.json"
+    assert cli_eval.main(["--gt", str(gt), "--predictions", str(preds), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["AP"] == 0.0
+    assert cli_eval.main(["--gt", str(gt), "--predictions", str(preds), "--class-agnostic", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["AP"] == P100 and "class-agnostic" in capsys.readouterr().out
+    assert cli_eval.main(["--gt", str(gt), "--predictions", str(preds), "--class-agnostic", "--per-class"]) == 2
+
+
 def test_faster_backend_matches_pycocotools(perturbed_predictions):
     pytest.importorskip("faster_coco_eval", reason="faster-coco-eval not installed")
     ann, preds = perturbed_predictions
