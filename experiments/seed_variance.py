@@ -48,7 +48,7 @@ GOAL_STD = 1.0
 
 
 def build_report(study: Study, records: list[dict]) -> ReportSpec:
-    df = records_frame(records, metrics=("AP", "APs", "AP50"))
+    df = records_frame(records, metrics=("AP", "APs", "AP50", "AR100"))
     rows, per_seed = [], {}
     for v in (x.name for x in VARIANTS):
         sub = df[df["variant"] == v].sort_values("seed")
@@ -62,10 +62,17 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
                      "std": f"{s:.2f}" if s == s else "–",
                      "std 95 % CI": f"[{lo:.2f}, {hi:.2f}]" if s == s else "–",
                      f"std ≤ {GOAL_STD}?": ("yes" if hi <= GOAL_STD else "no" if lo > GOAL_STD else "undecided")
-                     if s == s else "–"})
+                     if s == s else "–",
+                     "AP50 (min-max)": f"{sub['AP50'].mean():.1f} ({sub['AP50'].min():.1f}-{sub['AP50'].max():.1f})",
+                     "AR100 (min-max)": f"{sub['AR100'].mean():.1f} ({sub['AR100'].min():.1f}-"
+                                        f"{sub['AR100'].max():.1f})"})
     notes = [
         f"Goal: std of AP ≤ {GOAL_STD} over seeds. 'yes' / 'no' only when the whole 95 % interval of the std "
         "(chi-square, normal data) is on one side of the goal; otherwise 'undecided'.",
+        "AP50 against AR100: where AP50 is far below the recall of the same predictions and varies more, the "
+        "spread is in the scores and classes (ranking), not in finding the objects; `python -m harness evaluate "
+        "--gt VAL.json --predictions results/seed_variance/predictions-....json --class-agnostic` scores a run's "
+        "predictions without their classes.",
         "Each row is the quick profile with the `--set` overrides its name gives. The first row is the quick "
         "profile itself since 2026-12-04 (192-px canvas, SOLOv2's scale ranges x 1.5: harness.config.SCALE_RULES); "
         "every other row was measured on the 128-px canvas of before and is pinned to it "
