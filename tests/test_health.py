@@ -49,6 +49,9 @@ def test_health_reasons_each_rule():
     capped = dict(ok, ceiling=64.6)
     assert "within 10 % of its ceiling 64.6" in health_reasons(capped, 58.2)[0]
     assert health_reasons(capped, 58.0) == []  # 58.0 < 0.9 * 64.6 = 58.14
+    dead = dict(ok, ap_points={"0.5": 0.0, "0.75": 0.0, "1": 0.4})  # a mask branch that never left its plateau
+    assert "learned nothing" in health_reasons(dead, 0.3)[0]
+    assert health_reasons(dict(ok, ap_points={"0.5": 0.0, "0.75": 0.2, "1": 1.0}), 1.2) == []  # 1.0 is learning
 
 
 def _rec(variant, seed, ap, diag):
