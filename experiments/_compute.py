@@ -1,15 +1,15 @@
 """Equal-compute rows (issue 13): Mask R-CNN with its iterations cut to the single-stage methods' training FLOPs.
 
-``harness.cost.train_gflops_per_iter`` at the quick profile (shapes-coco, batch 8, 192-px canvas since 2026-12-04):
-SOLOv2 15.71, CondInst 14.49, UniInst 15.76, Mask R-CNN 17.99 GFLOPs per iteration.  The single-stage mean (15.32)
-x 1500 iterations / 17.99 = 1277 iterations; the lr steps and warm-up scale with them.  (On the 128-px canvas of
-before: 9.33, 6.41, 6.98 and 10.36, so 1096 iterations; the records of that profile carry it.)  The counter sees
+``harness.cost.train_gflops_per_iter`` at the quick profile (shapes-coco, batch 8, 128-px canvas, 2026-12-02):
+SOLOv2 9.33, CondInst 6.41, UniInst 6.98, Mask R-CNN 10.36 GFLOPs per iteration.  The single-stage mean (7.57) x 1500
+iterations / 10.36 = 1096 iterations; the lr steps and warm-up scale with them.  (On the 192-px alternative,
+``harness.config.quick_192px_overrides``: 15.71, 14.49, 15.76 and 17.99, so 1277 iterations.)  The counter sees
 convolutions and matrix products only (RoIAlign, anchor matching and NMS are not FLOPs to it), so at about the same
 FLOPs a Mask R-CNN run still takes ~5x the wall time of a single-stage run; the reports show both.
 ``tests/test_studies.py::test_equal_compute_iterations_match_the_cost_model`` recomputes the ratio.
 """
-EQUAL_FLOPS_RATIO = 15.32 / 17.99  # single-stage mean / Mask R-CNN GFLOPs per iteration at the quick profile
-EQUAL_FLOPS_MASKRCNN_ITERS = round(1500 * EQUAL_FLOPS_RATIO)  # 1277 of the quick profile's 1500
+EQUAL_FLOPS_RATIO = 7.57 / 10.36  # single-stage mean / Mask R-CNN GFLOPs per iteration at the quick profile
+EQUAL_FLOPS_MASKRCNN_ITERS = round(1500 * EQUAL_FLOPS_RATIO)  # 1096 of the quick profile's 1500
 
 
 def _cut(max_iter: int, steps: tuple[int, ...], warmup: int) -> tuple[str, ...]:

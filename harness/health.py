@@ -17,8 +17,9 @@ Every training run records ``diagnostics`` (``final.json`` -> the record's ``tra
 "inconclusive: run health" when a run's zero-positive fraction exceeds 5 %, its subset AP still rose by more
 than 2 points from 75 % to 100 % of the schedule (not converged), its AP lies within 10 % of its ceiling
 (the representation, not the method, bounds it), or its subset AP stayed below 1 at every health point (the run
-learned nothing: e.g. SOLOv2 seed 6 on the 192-px quick profile, whose mask branch never left its dice plateau
-while its category branch learned; a method that fails under our schedule in some seeds is not shown to fail).
+learned nothing: e.g. SOLOv2 seed 6 on the 192-px canvas with warm-up 300, whose mask branch never left its dice
+plateau while its category branch learned; a method that fails under our schedule in some seeds is not shown to
+fail).
 """
 from __future__ import annotations
 

@@ -360,7 +360,7 @@ def record_profile_drift(study: Study, records: list[dict]) -> list[tuple]:
     profile, a variant the study no longer has, a method no longer known).
 
     They differ when a profile's defaults changed after the record was made (e.g. the quick profile's canvas,
-    128 -> 192 px on 2026-12-04).
+    128 -> 192 px and back on 2026-12-04, or its schedule, 1200 -> 1500 iterations on 2026-12-02).
     """
     import json
 

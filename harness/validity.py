@@ -52,7 +52,7 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
     from harness.config import to_flat
     from harness.records import append_record, env_info, make_record, read_records, records_path
     path = records_path(STUDY)
-    # a profile whose canvas changed (quick: 128 -> 192 px on 2026-12-04) is measured again
+    # a canvas measured once per profile (quick: 128 px, and the 192-px alternative of 2026-12-04)
     done = {(r["variant"], r["config"].get("profile"), r["config"].get("data.dataset"),
              r["config"].get("data.image_size"), (r.get("data") or {}).get("n_images"))
             for r in (read_records(path) if path.is_file() else [])}
@@ -120,8 +120,8 @@ def write_validity_report():
         "Positives: the method's own assigner (Method.last_positives_per_gt) over the first training images, model "
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
         "its match); the training records carry the same statistic over every iteration (Run health sections). "
-        "'canvas px': the synthetic canvas (data.image_size): the quick profile's is 192 px since 2026-12-04, 128 px "
-        "before.",
+        "'canvas px': the synthetic canvas (data.image_size): the quick profile's is 128 px; 192 px is the "
+        "alternative tried on 2026-12-04 (harness.config.quick_192px_overrides).",
         "Ceiling: the val ground truth passed through each method's mask representation, score 1 "
         "(methods.oracle.OracleCeiling): 'stride4' = the binary stride-4 training targets upsampled back as the "
         "methods predict, '(soft)' = the same with the area fractions kept (what a network's stride-4 output can "
@@ -129,8 +129,8 @@ def write_validity_report():
         "default since 2026-12-04: roi_align(aligned=True) training target, continuous paste), 'roi28' = the same in "
         "torchvision's (aligned=False, paste into the whole-pixel box + 1; rows 'maskrcnn (torchvision RoI)', and "
         "'maskrcnn' rows made before 2026-12-04). The goal was at least 90 AP for every method on its val split.",
-        "Quick-profile rows at 128 px are the profile before 2026-12-04, at 256 px a larger alternative: the "
-        "trade-off measured for the redesign of the quick "
+        "Quick-profile rows at 192 / 256 px are larger alternatives to its 128-px canvas: the trade-off measured "
+        "for a redesign of the quick "
         "profile (`python -m harness ceiling --method M --set data.image_size=S --set data.train_short_sides=(S,) "
         "--set data.test_short_side=S`); their training cost grows about with the square of the side; "
         "`reports/quick_profile_tradeoff.md` trains SOLOv2 on them.",

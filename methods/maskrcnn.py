@@ -110,17 +110,17 @@ class MaskRCNNConfig(MethodConfig):
 
     ROI_CONVENTIONS: ClassVar[tuple[str, ...]] = ("detectron2", "torchvision")
 
-    # smoke / quick: 64 / 192 px synthetic images, so anchors are the paper's sizes / 8 resp. x 3 / 8
-    # (P2 anchors of 4 / 12 px), fewer proposals and sampled RoIs, and narrow heads so that a 2-core
+    # smoke / quick: 64 / 128 px synthetic images, so anchors are the paper's sizes / 8 resp. / 4
+    # (P2 anchors of 4 / 8 px), fewer proposals and sampled RoIs, and narrow heads so that a 2-core
     # CPU trains the quick profile in minutes.
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         "smoke": {"fpn_channels": 32, "anchor_sizes": (4, 8, 16, 32, 64), "rpn_pre_nms_top_n_train": 200,
                   "rpn_post_nms_top_n_train": 100, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
                   "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 64, "representation_size": 64,
                   "mask_head_channels": 16, "mask_head_num_convs": 1, "nms_pre": 100},
-        # anchors scaled with the objects (harness.config.SCALE_RULES): reference x 3 / 8 on quick's 192-px canvas
-        # (since 2026-12-04; (8, 16, 32, 64, 128) = reference / 4 on the 128-px canvas before)
-        "quick": {"fpn_channels": 64, "anchor_sizes": (12, 24, 48, 96, 192), "rpn_pre_nms_top_n_train": 600,
+        # anchors scaled with the objects (harness.config.SCALE_RULES): reference / 4 on quick's 128-px canvas
+        # (x 3 / 8 on the 192-px alternative, harness.config.quick_192px_overrides)
+        "quick": {"fpn_channels": 64, "anchor_sizes": (8, 16, 32, 64, 128), "rpn_pre_nms_top_n_train": 600,
                   "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
                   "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128, "representation_size": 128,
                   "mask_head_channels": 32, "mask_head_num_convs": 2, "nms_pre": 200},

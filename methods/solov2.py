@@ -84,8 +84,8 @@ class SOLOv2Config(MethodConfig):
         matrix_sigma: Matrix NMS gaussian sigma.
         min_area_factor: a predicted mask is kept when its area (stride-4 pixels) exceeds
             ``min_area_factor`` x its level stride.  1.0 is the reference rule (AdelaiDet, for ~800 px
-            images); the quick / smoke profiles use 0.25 because their canvases are 192 / 64 px and the
-            reference rule would drop every object under ~11 px (kept at 0.25 when quick moved from 128 to 192 px).
+            images); the quick / smoke profiles use 0.25 because their canvases are 128 / 64 px and the
+            reference rule would drop every object under ~11 px (our "small" objects are 8-16 px).
         use_cspam / use_twfpn_csmf / use_aml: improved-SOLOv2 toggles (module docstring).
         aml_lambda: lambda of Eq. 3.
         aml_centroid_units: unit of the centroids in Eq. 2 ("normalized", the default: coordinates divided
@@ -150,21 +150,20 @@ class SOLOv2Config(MethodConfig):
     # cspam_theta_on's default changed (reduced -> residual, 2026-12-02), so it is hashed again at every value
     HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("cspam_pam_after",)
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
-        # 64 px canvas: the choices of quick's former 128-px canvas halved.
+        # 64 px canvas: the 128 px choices below halved.
         "smoke": dict(fpn_channels=32, head_channels=32, ins_convs=1, cate_convs=1, mask_branch_channels=16,
                       mask_feat_channels=16, num_groups=4, num_grids=(8, 6, 4, 3, 2), min_area_factor=0.25,
                       scale_ranges=((1, 12), (6, 24), (12, 48), (24, 96), (48, 2048))),
-        # 192 px canvas (since 2026-12-04; harness.config), objects with sqrt(area) ~12..150 px.  The ranges
-        # overlap and cover [1, 2048], so every object with a non-empty mask has at least one level and its
-        # centre cell is always positive.  They are the reference ranges x 3 / 8 (the 128-px canvas's reference
-        # / 4, scaled with the objects: harness.config.SCALE_RULES; not 192 / 800 = 0.24) so that the objects
-        # spread over all five levels instead of crowding levels 0-2; S keeps each level's cell (192 / S = 12,
-        # 16, 24, 32, 48 px) at or below the smallest object of its range, as in the reference (800 / 40 = 20 px
-        # cells for objects >= ~16 px).  On the 128-px canvas (until 2026-12-04) the ranges were
-        # ((1, 24), (12, 48), (24, 96), (48, 192), (96, 2048)) with the same S.
+        # 128 px canvas, objects with sqrt(area) ~8..100 px.  The ranges still overlap and cover
+        # [1, 2048], so every object with a non-empty mask has at least one level and its centre
+        # cell is always positive.  They are the reference ranges / 4 (not / 6.25 = 800 / 128) so
+        # that the 8..100 px objects spread over all five levels instead of crowding levels 0-2;
+        # S keeps each level's cell (128 / S = 8, 11, 16, 21, 32 px) at or below the smallest
+        # object of its range, as in the reference (800 / 40 = 20 px cells for objects >= ~16 px).
+        # The 192-px alternative (harness.config.quick_192px_overrides) takes the ranges x 1.5.
         "quick": dict(fpn_channels=64, head_channels=64, ins_convs=2, cate_convs=2, mask_branch_channels=32,
                       mask_feat_channels=32, num_groups=8, num_grids=(16, 12, 8, 6, 4), min_area_factor=0.25,
-                      scale_ranges=((1, 36), (18, 72), (36, 144), (72, 288), (144, 2048))),
+                      scale_ranges=((1, 24), (12, 48), (24, 96), (48, 192), (96, 2048))),
         "paper": {},
     }
 

@@ -24,9 +24,8 @@ from methods.solov2 import (
     split_levels,
 )
 
-# the hand-computed assignments below are on a 128-px frame with the grids and ranges the quick profile had on its
-# 128-px canvas (until 2026-12-04; harness.config.QUICK_128PX_METHOD); today's are these ranges x 1.5 on 192 px
-QUICK = {"num_grids": (16, 12, 8, 6, 4), "scale_ranges": ((1, 24), (12, 48), (24, 96), (48, 192), (96, 2048))}
+# the hand-computed assignments below are on a 128-px frame with the quick profile's grids and ranges
+QUICK = SOLOv2Config.PROFILE_OVERRIDES["quick"]
 
 
 @pytest.fixture(autouse=True)

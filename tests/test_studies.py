@@ -216,45 +216,48 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
 
 
 def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
-    """Records trained before the quick profile's canvas moved to 192 px (2026-12-04) get an 'Earlier profile'
-    warning naming the changed settings; records of today's definition, and rows pinned to the old canvas by their
-    own overrides (harness.config.quick_128px_overrides), get none."""
+    """Records trained at another definition of the quick profile (e.g. its 192-px canvas of a few hours on
+    2026-12-04) get an 'Earlier profile' warning naming the changed settings; records of today's definition, and
+    rows pinned to another canvas by their own overrides (harness.config.quick_192px_overrides), get none."""
     import json
 
-    from harness.config import make_config, quick_128px_overrides, to_flat
-    from harness.studies import Study, Variant, profile_drift_note
+    from harness.config import make_config, quick_192px_overrides, to_flat
+    from harness.studies import Study, Variant, current_profile_records, profile_drift_note
+    px192 = quick_192px_overrides("solov2")
     study = Study(name="s", title="t", source="src", variants=(
-        Variant("a", "solov2"), Variant("old", "solov2", overrides=quick_128px_overrides("solov2"))))
+        Variant("a", "solov2"), Variant("big", "solov2", overrides=px192)))
 
     def rec(variant, overrides=()):
         cfg = make_config("solov2", "quick", dataset="shapes-coco", overrides=list(overrides))
         return {"variant": variant, "config": json.loads(json.dumps(to_flat(cfg), default=list))}
-    today = [rec("a"), rec("a[none]"), rec("old", quick_128px_overrides("solov2"))]
+    today = [rec("a"), rec("a[none]"), rec("big", px192)]
     assert profile_drift_note(study, today) == []
-    old = [rec("a", quick_128px_overrides("solov2")), rec("a[none]", quick_128px_overrides("solov2"))]
+    old = [rec("a", px192), rec("a[none]", px192)]
     (note,) = profile_drift_note(study, old)
     assert note.startswith("Earlier profile: 2 of the 2 records")
-    assert "data.image_size was 128, now 192 (2 records)" in note and "method.scale_ranges" in note
+    assert "data.image_size was 192, now 128 (2 records)" in note and "method.scale_ranges" in note
     assert "python -m harness study s" in note
     # once the study has records of today's profile, a report never mixes the two: the earlier ones are left out
-    from harness.studies import current_profile_records
     kept, (note,) = current_profile_records(study, today + old)
     assert kept == today and note.startswith("Earlier profile: 2 records made before")
     assert current_profile_records(study, today) == (today, [])
     # a record of another profile is not this profile's history
-    smoke = dict(rec("a", quick_128px_overrides("solov2")))
+    smoke = rec("a", px192)
     smoke["config"] = dict(smoke["config"], profile="smoke")
     assert profile_drift_note(study, [smoke]) == []
 
 
-@pytest.mark.parametrize("study_name,variant", [
-    ("seed_variance", "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"),
-    ("quick_profile_tradeoff", "128 px, batch 8 (the quick profile)"),
+@pytest.mark.parametrize("study_name,variant,side", [
+    ("seed_variance", "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)", 128),
+    ("seed_variance", "quick profile since 2026-12-04 (192 px; 1500 it)", 192),
+    ("quick_profile_tradeoff", "128 px, batch 8 (the quick profile)", 128),
+    ("quick_profile_tradeoff", "192 px, batch 8, scale ranges x 1.5 (same images, 2.25x the pixels)", 192),
 ])
-def test_rows_pinned_to_the_128px_canvas_keep_the_run_hashes_they_recorded(study_name, variant):
-    """History rows of the diagnostic studies pin the quick profile of before 2026-12-04 with
-    ``quick_128px_overrides``: their configs are those of the committed records, so the runs are reused, never
-    retrained under the name of what they measured."""
+def test_rows_pinned_to_a_canvas_keep_the_run_hashes_they_recorded(study_name, variant, side):
+    """Rows of the diagnostic studies pin the canvas they measured (``quick_128px_overrides`` /
+    ``quick_192px_overrides``): their configs are those of the committed records whatever the quick profile's
+    defaults (it was 192 px for a few hours of 2026-12-04), so the runs are reused, never retrained under the name
+    of what they measured."""
     import dataclasses
 
     from harness.config import train_hash
@@ -267,7 +270,7 @@ def test_rows_pinned_to_the_128px_canvas_keep_the_run_hashes_they_recorded(study
     for v, seed, cfg in load_study(study_name).configs(seeds=1):
         if v.name == variant:
             cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, num_classes=6))  # set by the data
-            assert cfg.data.image_size == 128
+            assert cfg.data.image_size == side and cfg.train.warmup_iters == 300
             assert (seed, train_hash(cfg)) in recorded
 
 

@@ -18,10 +18,9 @@ random unlabelled clutter lines, random object colours and shading, pixel noise)
   placement, and small ones near the threshold rasterise larger).  The thresholds are COCO's in
   absolute COCO pixels, ``COCO_AREA_THRESHOLDS_PX2 = (32**2, 96**2)``, on COCO images whose long side
   is ``COCO_REFERENCE_SIZE_PX = 256``; on the canvas they scale by ``(image_size / 256) ** 2``
-  (``coco_area_scale``).  On the quick profile's 192-px canvas (since 2026-12-04) the scale is 9/16:
-  small < 576 px^2 (24 x 24 px), medium < 5184 px^2 (72 x 72 px), large up to a quarter of the canvas;
-  on a 128-px canvas (the quick profile before) it is 1/4: small < 256 px^2 (16 x 16 px), medium
-  < 2304 px^2 (48 x 48 px).  The scale is recorded in
+  (``coco_area_scale``).  On the quick profile's 128-px canvas the scale is 1/4: small < 256 px^2
+  (16 x 16 px), medium < 2304 px^2 (48 x 48 px), large up to a quarter of the canvas; on the 192-px
+  alternative it is 9/16: small < 576 px^2 (24 x 24 px), medium < 5184 px^2 (72 x 72 px).  The scale is recorded in
   the JSON ``info["coco_area_scale"]``, and ``harness.evaluate`` applies it to COCOeval's area
   ranges for such files (recorded as ``area_scale`` in the metrics), so APs/APm/APl are these buckets.
 * ``shapes-ochuman``: the same classes, heavy occlusion: 0-2 clusters per image (1.1 on average),
