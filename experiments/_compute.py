@@ -3,7 +3,7 @@
 ``harness.cost.train_gflops_per_iter`` at the quick profile (shapes-coco, batch 8, 128-px canvas, 2026-12-02):
 SOLOv2 9.33, CondInst 6.41, UniInst 6.98, Mask R-CNN 10.36 GFLOPs per iteration.  The single-stage mean (7.57) x 1500
 iterations / 10.36 = 1096 iterations; the lr steps and warm-up scale with them.  (On the 192-px alternative,
-``harness.config.quick_192px_overrides``: 15.71, 14.49, 15.76 and 17.99, so 1277 iterations.)  The counter sees
+``harness.config.quick_canvas_overrides(m, 192)``: 15.71, 14.49, 15.76 and 17.99, so 1277 iterations.)  The counter sees
 convolutions and matrix products only (RoIAlign, anchor matching and NMS are not FLOPs to it), so at about the same
 FLOPs a Mask R-CNN run still takes ~5x the wall time of a single-stage run; the reports show both.
 ``tests/test_studies.py::test_equal_compute_iterations_match_the_cost_model`` recomputes the ratio.

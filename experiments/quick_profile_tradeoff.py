@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.config import QUICK_CANVASES
 from harness.studies import ReportSpec, Study, Variant, record_ceiling
 
 QUICK = "128 px, batch 8 (the quick profile)"
@@ -24,8 +25,7 @@ QUICK = "128 px, batch 8 (the quick profile)"
 
 def _canvas(side: int) -> tuple[str, ...]:
     """The canvas, and the warm-up every row was trained with (300 it, the quick profile's)."""
-    return (f"data.image_size={side}", f"data.train_short_sides=({side},)", f"data.test_short_side={side}",
-            "train.warmup_iters=300")
+    return QUICK_CANVASES[side][0]
 
 
 # SOLOv2's scale ranges are defined in input px against the objects (harness.config.SCALE_RULES): on a 192-px canvas
@@ -33,8 +33,7 @@ def _canvas(side: int) -> tuple[str, ...]:
 # 192-px row with these ranges and batch 8 was the quick profile for a few hours of 2026-12-04 (its seed spread:
 # reports/seed_variance.md); every row pins its canvas and ranges, so that it keeps meaning what it measured whatever
 # the profile's defaults.
-RANGES_192 = "method.scale_ranges=((1,36),(18,72),(36,144),(72,288),(144,2048))"
-RANGES_128 = "method.scale_ranges=((1,24),(12,48),(24,96),(48,192),(96,2048))"
+RANGES_128, RANGES_192 = (QUICK_CANVASES[side][1]["solov2"][0] for side in (128, 192))
 VARIANTS = (
     Variant(QUICK, "solov2", overrides=_canvas(128) + (RANGES_128,)),
     Variant("192 px, batch 8, scale ranges x 1.5 (same images, 2.25x the pixels)", "solov2",
@@ -47,7 +46,7 @@ VARIANTS = (
             overrides=_canvas(192) + (RANGES_128, "train.batch_size=4")),
 )
 LABELS = {"192 px, batch 8, scale ranges x 1.5 (same images, 2.25x the pixels)":
-              "192 px, batch 8, scale ranges x 1.5 (= harness.config.quick_192px_overrides)"}
+              "192 px, batch 8, scale ranges x 1.5 (= harness.config.quick_canvas_overrides(m, 192))"}
 CEILING_GOAL = 90.0
 MAX_SOLOV2_MIN = 5.0  # one SOLOv2 run at 2 threads on an idle machine
 

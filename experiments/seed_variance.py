@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.config import quick_128px_overrides, quick_192px_overrides
+from harness.config import quick_canvas_overrides
 from harness.stats import std_ci
 from harness.studies import ReportSpec, Study, Variant, records_frame
 
 OLD = ("train.max_iter=1200", "train.steps=(1000,1150)")  # the quick schedule until 2026-12-02
-# every row pins the canvas it measured (harness.config.quick_128px_overrides / quick_192px_overrides: with its
+# every row pins the canvas it measured (harness.config.quick_canvas_overrides: with its
 # object-size hyper-parameters and warm-up 300), so it keeps its meaning and its run hashes whatever the profile
-PX128 = quick_128px_overrides("solov2")
-PX192 = quick_192px_overrides("solov2")
+PX128 = quick_canvas_overrides("solov2", 128)
+PX192 = quick_canvas_overrides("solov2", 192)
 BASELINE = "1500 it, steps 1000 / 1100 (quick profile since 2026-12-02)"  # record name; label: LABELS
 W300_192 = "quick profile since 2026-12-04 (192 px; 1500 it)"  # record name; label: LABELS
 VARIANTS = (
@@ -81,7 +81,7 @@ def build_report(study: Study, records: list[dict]) -> ReportSpec:
         "--gt VAL.json --predictions results/seed_variance/predictions-....json --class-agnostic` scores a run's "
         "predictions without their classes.",
         "Each row is the quick profile with the `--set` overrides its name gives; every row pins its canvas "
-        "(harness.config.quick_128px_overrides / quick_192px_overrides, with the object-size hyper-parameters of "
+        "(harness.config.quick_canvas_overrides, with the object-size hyper-parameters of "
         "SCALE_RULES), so it keeps meaning what it measured. The first row is the quick profile itself. The "
         "192-px rows are the canvas tried on 2026-12-04 for its stride-4 ceiling (91.8 AP against 80.8, "
         "reports/validity.md): the warm-up-300 one (the profile for a few hours, seeds 0-9; seed 6 learned "

@@ -252,7 +252,7 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
         # seeds, AP spread std 12.1 with warm-up 300 (seed 6 learned nothing: its mask logits saturated) and ~5
         # with warm-up 500 or lr 0.04, against 1.5 here (reports/seed_variance.md), at 1.4x the training time
         # (reports/quick_profile_tradeoff.md).  No committed row comes near the 128-px ceiling (run health: every
-        # AP below 0.9 x ceiling), so the canvas stays; ``quick_192px_overrides`` gives the 192-px alternative.
+        # AP below 0.9 x ceiling), so the canvas stays; ``quick_canvas_overrides(m, 192)`` gives the 192-px alternative.
         return (DataConfig(train_images=1000, val_images=200, image_size=128, train_short_sides=(128,),
                            test_short_side=128),
                 # tuned on SOLOv2 on the 128-px canvas (one seed each, shapes-coco, narrow ResNet): lr 0.04 x 1300 it
@@ -287,37 +287,31 @@ def _profile_data_train(profile: str) -> tuple[DataConfig, TrainConfig, EvalConf
 
 
 # The quick profile's 128-px canvas and the 192-px alternative tried on 2026-12-04, as ``--set`` overrides on the
-# quick profile: rows of a diagnostic study pin the canvas they measured (with its object-size hyper-parameters and
-# the warm-up they were trained with), so they keep meaning what they measured and keep their run hashes whatever
-# the profile's defaults.
-QUICK_128PX_DATA = ("data.image_size=128", "data.train_short_sides=(128,)", "data.test_short_side=128",
-                    "train.warmup_iters=300")
-QUICK_128PX_METHOD = {
-    "solov2": ("method.scale_ranges=((1,24),(12,48),(24,96),(48,192),(96,2048))",),
-    "maskrcnn": ("method.anchor_sizes=(8,16,32,64,128)",),
-}
-QUICK_192PX_DATA = ("data.image_size=192", "data.train_short_sides=(192,)", "data.test_short_side=192",
-                    "train.warmup_iters=300")
-QUICK_192PX_METHOD = {  # SCALE_RULES: the pixel-unit hyper-parameters x 1.5 with the objects
-    "solov2": ("method.scale_ranges=((1,36),(18,72),(36,144),(72,288),(144,2048))",),
-    "maskrcnn": ("method.anchor_sizes=(12,24,48,96,192)",),
+# quick profile: side -> (data and schedule overrides, {method: its pixel-unit object-size overrides, SCALE_RULES}).
+# Rows of a diagnostic study pin the canvas they measured (with the warm-up they were trained with), so they keep
+# meaning what they measured and keep their run hashes whatever the profile's defaults.
+QUICK_CANVASES: dict[int, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
+    side: ((f"data.image_size={side}", f"data.train_short_sides=({side},)", f"data.test_short_side={side}",
+            "train.warmup_iters=300"), per_method)
+    for side, per_method in {
+        128: {"solov2": ("method.scale_ranges=((1,24),(12,48),(24,96),(48,192),(96,2048))",),
+              "maskrcnn": ("method.anchor_sizes=(8,16,32,64,128)",)},
+        192: {"solov2": ("method.scale_ranges=((1,36),(18,72),(36,144),(72,288),(144,2048))",),  # x 1.5
+              "maskrcnn": ("method.anchor_sizes=(12,24,48,96,192)",)},
+    }.items()
 }
 
 
-def _base_method(method: str) -> str:
-    return methods.PRESETS[method][0] if method in methods.PRESETS else method
+def quick_canvas_overrides(method: str, side: int) -> tuple[str, ...]:
+    """``--set`` overrides pinning the quick profile to its ``side``-px canvas (``QUICK_CANVASES``: 128, the
+    profile's, or 192, the alternative of 2026-12-04 whose stride-4 ceiling is 91.8 AP instead of 80.8; warm-up 300)
+    for ``method`` (a registered method or preset).
 
-
-def quick_128px_overrides(method: str) -> tuple[str, ...]:
-    """``--set`` overrides pinning the quick profile's 128-px canvas (warm-up 300) for ``method`` (a registered
-    method or preset)."""
-    return QUICK_128PX_DATA + QUICK_128PX_METHOD.get(_base_method(method), ())
-
-
-def quick_192px_overrides(method: str) -> tuple[str, ...]:
-    """``--set`` overrides turning the quick profile into its 192-px alternative of 2026-12-04 (warm-up 300; the
-    ceiling of a stride-4 mask 91.8 AP instead of 80.8) for ``method`` (a registered method or preset)."""
-    return QUICK_192PX_DATA + QUICK_192PX_METHOD.get(_base_method(method), ())
+    Raises:
+        KeyError: a side without an entry in ``QUICK_CANVASES``."""
+    data, per_method = QUICK_CANVASES[side]
+    base = methods.PRESETS[method][0] if method in methods.PRESETS else method
+    return data + per_method.get(base, ())
 
 
 def profile_data_config(profile: str) -> DataConfig:

@@ -410,11 +410,6 @@ def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dic
                      f"{rerun} trains the current profile's runs, which replace them."]
 
 
-def profile_drift_note(study: Study, records: list[dict]) -> list[str]:
-    """The "Earlier profile" warning of ``current_profile_records``."""
-    return current_profile_records(study, records)[1]
-
-
 # config keys that never decide a run's weights (or that differ by design within a variant)
 _NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_workers", "data.val_dataset",
                  "data.val_images", "data.test_short_side", "method.num_classes")

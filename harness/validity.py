@@ -121,7 +121,7 @@ def write_validity_report():
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
         "its match); the training records carry the same statistic over every iteration (Run health sections). "
         "'canvas px': the synthetic canvas (data.image_size): the quick profile's is 128 px; 192 px is the "
-        "alternative tried on 2026-12-04 (harness.config.quick_192px_overrides).",
+        "alternative tried on 2026-12-04 (harness.config.quick_canvas_overrides(m, 192)).",
         "Ceiling: the val ground truth passed through each method's mask representation, score 1 "
         "(methods.oracle.OracleCeiling): 'stride4' = the binary stride-4 training targets upsampled back as the "
         "methods predict, '(soft)' = the same with the area fractions kept (what a network's stride-4 output can "

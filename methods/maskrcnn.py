@@ -119,7 +119,7 @@ class MaskRCNNConfig(MethodConfig):
                   "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 64, "representation_size": 64,
                   "mask_head_channels": 16, "mask_head_num_convs": 1, "nms_pre": 100},
         # anchors scaled with the objects (harness.config.SCALE_RULES): reference / 4 on quick's 128-px canvas
-        # (x 3 / 8 on the 192-px alternative, harness.config.quick_192px_overrides)
+        # (x 3 / 8 on the 192-px alternative, harness.config.quick_canvas_overrides(m, 192))
         "quick": {"fpn_channels": 64, "anchor_sizes": (8, 16, 32, 64, 128), "rpn_pre_nms_top_n_train": 600,
                   "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
                   "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128, "representation_size": 128,

@@ -160,7 +160,7 @@ class SOLOv2Config(MethodConfig):
         # that the 8..100 px objects spread over all five levels instead of crowding levels 0-2;
         # S keeps each level's cell (128 / S = 8, 11, 16, 21, 32 px) at or below the smallest
         # object of its range, as in the reference (800 / 40 = 20 px cells for objects >= ~16 px).
-        # The 192-px alternative (harness.config.quick_192px_overrides) takes the ranges x 1.5.
+        # The 192-px alternative (harness.config.quick_canvas_overrides(m, 192)) takes the ranges x 1.5.
         "quick": dict(fpn_channels=64, head_channels=64, ins_convs=2, cate_convs=2, mask_branch_channels=32,
                       mask_feat_channels=32, num_groups=8, num_grids=(16, 12, 8, 6, 4), min_area_factor=0.25,
                       scale_ranges=((1, 24), (12, 48), (24, 96), (48, 192), (96, 2048))),

@@ -218,12 +218,15 @@ def test_mixed_schedule_note_flags_a_profile_change_but_not_a_variant_override()
 def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
     """Records trained at another definition of the quick profile (e.g. its 192-px canvas of a few hours on
     2026-12-04) get an 'Earlier profile' warning naming the changed settings; records of today's definition, and
-    rows pinned to another canvas by their own overrides (harness.config.quick_192px_overrides), get none."""
+    rows pinned to another canvas by their own overrides (harness.config.quick_canvas_overrides), get none."""
     import json
 
-    from harness.config import make_config, quick_192px_overrides, to_flat
-    from harness.studies import Study, Variant, current_profile_records, profile_drift_note
-    px192 = quick_192px_overrides("solov2")
+    from harness.config import make_config, quick_canvas_overrides, to_flat
+    from harness.studies import Study, Variant, current_profile_records
+
+    def profile_drift_note(study, records):  # the report's warning
+        return current_profile_records(study, records)[1]
+    px192 = quick_canvas_overrides("solov2", 192)
     study = Study(name="s", title="t", source="src", variants=(
         Variant("a", "solov2"), Variant("big", "solov2", overrides=px192)))
 
@@ -254,10 +257,9 @@ def test_profile_drift_note_names_records_of_an_earlier_profile_definition():
     ("quick_profile_tradeoff", "192 px, batch 8, scale ranges x 1.5 (same images, 2.25x the pixels)", 192),
 ])
 def test_rows_pinned_to_a_canvas_keep_the_run_hashes_they_recorded(study_name, variant, side):
-    """Rows of the diagnostic studies pin the canvas they measured (``quick_128px_overrides`` /
-    ``quick_192px_overrides``): their configs are those of the committed records whatever the quick profile's
-    defaults (it was 192 px for a few hours of 2026-12-04), so the runs are reused, never retrained under the name
-    of what they measured."""
+    """Rows of the diagnostic studies pin the canvas they measured (``quick_canvas_overrides``): their configs are
+    those of the committed records whatever the quick profile's defaults (it was 192 px for a few hours of
+    2026-12-04), so the runs are reused, never retrained under the name of what they measured."""
     import dataclasses
 
     from harness.config import train_hash
