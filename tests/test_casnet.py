@@ -231,6 +231,28 @@ def test_targets_smallest_instance_owns_overlaps_and_sem_seg_modes():
         casnet_targets(t, torch.full((16, 16), 9), (4, 4), num_things=2, mode="panoptic", num_stuff=2)
 
 
+def test_targets_positive_fallback_for_an_instance_whose_centre_lies_on_an_occluder():
+    # A (label 0): an L-shaped visible mask (top strip y < 4, left strip x < 4), box (0, 0, 24, 26), centre (12, 13);
+    # B (label 1): the occluder x, y in [4, 24), which covers A's whole centre area (x in 6..18, y in 10..18)
+    masks = torch.zeros((2, 32, 32), dtype=torch.bool)
+    masks[0, :4, :24] = True
+    masks[0, :26, :4] = True
+    masks[1, 4:24, 4:24] = True
+    t = Targets(masks, torch.tensor([0, 1]), torch.tensor([[0.0, 0, 24, 26], [4, 4, 24, 24]]))
+    n_none: list = []
+    prob_none = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_none)[3]
+    assert n_none[0].tolist() == [0, 9] and not prob_none[0].any()  # A: no positive at all
+    n_fb: list = []
+    _, dist_t, owned, prob_t, _ = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_fb,
+                                                 positive_fallback="nearest_owned")
+    assert n_fb[0].tolist() == [1, 9]
+    # A's owned locations: (x, 2) and (2, y); nearest to (12, 13) is (2, 14) (squared distance 101), cell (3, 0)
+    assert prob_t[0].nonzero().tolist() == [[3, 0]] and torch.equal(prob_t[1], prob_none[1])
+    assert owned[3, 0] and dist_t[:, 3, 0].tolist() == [0.5, 3.5, 5.5, 3.0]  # A's box: its seed reads A's box
+    with pytest.raises(ValueError, match="positive_fallback"):
+        small_cfg(positive_fallback="centre")
+
+
 # ---------------------------------------------------------------------------------------------
 # the method
 def test_registered_and_profiles():
