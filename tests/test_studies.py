@@ -289,8 +289,8 @@ def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatc
     monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
     for sub in ("results/uniinst_table6", "reports"):
         shutil.copytree(repo / sub, tmp_path / sub)
-    before = {p: p.read_bytes() for p in [*(tmp_path / "results/uniinst_table6").iterdir(),
-                                            tmp_path / "reports/uniinst_table6.md"]}
+    before = {p: p.read_bytes() for p in [*(tmp_path / "results/uniinst_table6").rglob("*"),
+                                            tmp_path / "reports/uniinst_table6.md"] if p.is_file()}
     run_study("uniinst_table6", profile="smoke", seeds=1, progress=False)
     assert {p: p.read_bytes() for p in before} == before
     smoke = study_records("uniinst_table6@smoke")
