@@ -426,15 +426,14 @@ def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, 
     if not n and positives is not None:
         positives.append(torch.zeros(0, dtype=torch.long))
     if n:
-        pos = centre & (owner[None] == torch.arange(n, device=dev)[:, None, None])  # (N, H', W')
+        mine = owned[None] & (owner[None] == torch.arange(n, device=dev)[:, None, None])  # (N, H', W')
+        pos = centre & mine
         if positive_fallback == "nearest_owned":
-            mine = owned[None] & (owner[None] == torch.arange(n, device=dev)[:, None, None])  # (N, H', W')
-            lost = (~pos.flatten(1).any(1)) & mine.flatten(1).any(1)  # no positive, but owns a location
-            if lost.any():
-                d2 = (xx - cx) ** 2 + (yy - cy) ** 2  # (N, H', W') squared distance to the box centre, px^2
-                d2 = torch.where(mine, d2, torch.full_like(d2, math.inf)).flatten(1)
-                k = lost.nonzero().view(-1)
-                pos.view(n, -1)[k, d2[k].argmin(1)] = True
+            k = (~pos.flatten(1).any(1) & mine.flatten(1).any(1)).nonzero().view(-1)  # no positive, owns a location
+            if k.numel():
+                d2 = (xx - cx[k]) ** 2 + (yy - cy[k]) ** 2  # (K, H', W') squared distance to the box centre, px^2
+                d2 = d2.masked_fill(~mine[k], math.inf).flatten(1)
+                pos.view(n, -1)[k, d2.argmin(1)] = True
         if positives is not None:
             positives.append(pos.flatten(1).sum(1).cpu())
         for k in range(n):
