@@ -20,7 +20,10 @@ SEPARATED_NOTE = ("'separated': the semantic predictions come from a separately 
 def casnet_variants(mode: str, *, gt_semantics: bool = False) -> tuple[Variant, ...]:
     panoptic = mode == "panoptic"
     base = (f"method.mode={mode}",)
-    sem = Variant("semantic model", "casnet", overrides=base + ("method.beta=0.0", "method.gamma=0.0"),
+    # beta = gamma = 0: no box or box-probability loss, so the box-probability positives (positive_fallback) do not
+    # change its weights; it keeps the runs it was trained with under the older rule ("none")
+    sem = Variant("semantic model", "casnet",
+                  overrides=base + ("method.beta=0.0", "method.gamma=0.0", "method.positive_fallback=none"),
                   panoptic=panoptic)
     joint = Variant("casnet (joint)", "casnet", overrides=base, panoptic=panoptic)
     sep = Variant("casnet (separated)", "casnet",

@@ -457,13 +457,16 @@ def to_flat(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
-    """Inverse of ``to_flat`` (the method section is rebuilt from ``method.name``'s Config)."""
+    """Inverse of ``to_flat`` (the method section is rebuilt from ``method.name``'s Config).
+
+    A config written before a field of the method's ``HASH_OMIT_AT_VALUE`` existed gets that field's older value
+    (the rule the run was trained with), not the current default."""
     name = flat["method.name"]
     mcls = methods.METHODS[name].Config
     secs: dict[str, Any] = {}
     for sec, cls in (("method", mcls), ("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig),
                      ("timing", TimingConfig)):
-        kw = {}
+        kw = {f: v for f, v in mcls.HASH_OMIT_AT_VALUE.items()} if sec == "method" else {}
         names = _field_names(cls)
         for k, v in flat.items():
             if k.startswith(sec + ".") and k[len(sec) + 1:] in names:
@@ -488,13 +491,15 @@ def train_hash(cfg: ExperimentConfig) -> str:
     ``postprocess``) are excluded, and ``data.mask_resize`` where no training image is resized
     (``resize_is_identity``): a run is reused for every evaluation of the same training.  Fields in
     the method's ``HASH_OMIT_AT_DEFAULT`` (added later, default = the older behaviour) count only when
-    set away from their default.
+    set away from their default; fields in ``HASH_OMIT_AT_VALUE`` (added later, default since moved) only
+    when set away from the value the older runs were trained with.
     For a synthetic training set the generator's ``GENERATOR_VERSION`` is included (new data, new run).
     """
     mcls = type(cfg.method)
     skip = {f"method.{f}" for f in mcls.INFERENCE_ONLY}
     defaults = {f.name: f.default for f in fields(mcls)}
     skip |= {f"method.{f}" for f in mcls.HASH_OMIT_AT_DEFAULT if getattr(cfg.method, f) == defaults[f]}
+    skip |= {f"method.{f}" for f, v in mcls.HASH_OMIT_AT_VALUE.items() if getattr(cfg.method, f) == v}
     skip |= {"method.postprocess", "method.max_per_img", "train.device", "train.threads", "data.num_workers",
              "data.val_dataset", "data.val_images", "data.test_short_side", "train.health_eval_images",
              "train.health_points"}

@@ -42,9 +42,11 @@ Choices where the paper leaves details open (each one a config field or stated h
   seed always reads a box that was trained for its own instance.  An instance whose centre area holds no location
   it owns (its box centre lies on a nearer instance's visible mask, or between sample points) has
   no positive at all under that rule (``positive_fallback="none"``: 10.3 % of the GT instances of
-  shapes-street, 0 % of shapes-coco's isolated objects); ``positive_fallback="nearest_owned"``
-  gives it the location it owns nearest to its box centre instead (FCOS, which decides ownership by
-  boxes, would give it the locations of its box; Panoptic-DeepLab gives every instance a centre).
+  shapes-street, 0 % of shapes-coco's isolated objects, so every shapes-street row failed run
+  health); ``positive_fallback="nearest_owned"`` (the default since 2026-12-05) gives it the
+  location it owns nearest to its box centre instead (2.1 % left with none: objects that cover no
+  stride-4 sample point).  FCOS, which decides ownership by boxes, would give it the locations of
+  its box; Panoptic-DeepLab gives every instance a centre.
   The common loss covers every owned location.
 * Semantic target: ``sem_segs`` from the data layer when given (``mode="instance"`` maps stuff to
   background), else (instance mode only) background with the instance masks painted by owner.
@@ -130,9 +132,10 @@ class CASNetConfig(MethodConfig):
         nms_pre: seeds kept per class (highest box probability) before NMS.
         tie_iou_eps: IoUs within this of a pixel's best IoU count as a near-tie, broken by the
             distance between the pixel's predicted box centre and the seed box centre.
-        positive_fallback: "none" (an instance with no owned centre-area location has no box-probability
-            positive) or "nearest_owned" (it gets its owned location nearest to its box centre); see the
-            module docstring.  Counted in the run hash only when set away from "none" (added 2026-12-04).
+        positive_fallback: "nearest_owned" (default: an instance with no owned centre-area location gets
+            its owned location nearest to its box centre) or "none" (it has no box-probability positive);
+            see the module docstring.  Left out of the run hash at "none", the rule of the runs recorded
+            before the field existed (added 2026-12-04, default "nearest_owned" since 2026-12-05).
         score_mode: instance score, "prob_x_sem" or "prob".
         use_full_res_grouping: group at input resolution (True) or on the stride-4 grid.
     """
@@ -153,7 +156,7 @@ class CASNetConfig(MethodConfig):
     gamma: float = 1.0
     center_radius: float = 1.5
     prob_loss: Literal["focal", "bce"] = "focal"
-    positive_fallback: Literal["none", "nearest_owned"] = "none"
+    positive_fallback: Literal["none", "nearest_owned"] = "nearest_owned"
     seed_thr: float = 0.5
     nms_thr: float = 0.5
     nms_pre: int = 1000
@@ -164,7 +167,7 @@ class CASNetConfig(MethodConfig):
     INFERENCE_ONLY: ClassVar[tuple[str, ...]] = (
         "postprocess", "max_per_img", "use_gt_semantics", "train_mode", "semantic_checkpoint", "seed_thr",
         "nms_thr", "nms_pre", "tie_iou_eps", "score_mode", "use_full_res_grouping")
-    HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("positive_fallback",)
+    HASH_OMIT_AT_VALUE: ClassVar[dict[str, object]] = {"positive_fallback": "none"}
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         # the same FPN / head widths as every other method at the profile (SOLOv2, CondInst, UniInst:
         # 32 at smoke, 64 at quick; 32 at quick until 2026-12-02)
@@ -351,7 +354,7 @@ def casnet_group(sem_labels: Tensor, sem_probs: Tensor | None, boxes_per_pixel: 
 def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, int], num_things: int,
                    mode: Literal["instance", "panoptic"], num_stuff: int = 0, center_radius: float = 1.5,
                    stride: int = OUTPUT_STRIDE, positives: list | None = None,
-                   positive_fallback: Literal["none", "nearest_owned"] = "none"
+                   positive_fallback: Literal["none", "nearest_owned"] = "nearest_owned"
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Targets of the three heads on the output grid of one image (section III.B).
 
@@ -366,8 +369,9 @@ def casnet_targets(targets: Targets, sem_seg: Tensor | None, out_hw: tuple[int, 
         stride: output stride.
         positives: when a list, the box-probability positives of each instance (Tensor[N] int64: its
             owned centre-area locations) are appended to it (run health).
-        positive_fallback: "nearest_owned": an instance with no owned centre-area location gets its owned
-            location nearest to its box centre as its one positive (none when it owns no location).
+        positive_fallback: "nearest_owned" (default): an instance with no owned centre-area location gets its
+            owned location nearest to its box centre as its one positive (none when it owns no location);
+            "none": it gets no positive.
     Returns:
         sem_t: Tensor[H', W'] int64 (255 = ignore, incl. padding).
         dist_t: Tensor[4, H', W'] float, (l, t, r, b) / stride of the owning instance's box.

@@ -39,6 +39,10 @@ class MethodConfig:
     # fields added after runs were recorded: at their default they build exactly the network the older
     # code built, so they are left out of train_hash while at that default and earlier runs stay valid
     HASH_OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    # fields added after runs were recorded whose default later moved: {field: the value the older runs were
+    # trained with}.  Left out of train_hash only at that value, so the older runs keep their hashes and a run at
+    # the new default (hashed with the field) never reuses them
+    HASH_OMIT_AT_VALUE: ClassVar[dict[str, object]] = {}
 
     def __post_init__(self) -> None:
         if self.num_classes < 0:

@@ -240,17 +240,38 @@ def test_targets_positive_fallback_for_an_instance_whose_centre_lies_on_an_occlu
     masks[1, 4:24, 4:24] = True
     t = Targets(masks, torch.tensor([0, 1]), torch.tensor([[0.0, 0, 24, 26], [4, 4, 24, 24]]))
     n_none: list = []
-    prob_none = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_none)[3]
+    prob_none = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_none,
+                               positive_fallback="none")[3]
     assert n_none[0].tolist() == [0, 9] and not prob_none[0].any()  # A: no positive at all
     n_fb: list = []
-    _, dist_t, owned, prob_t, _ = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_fb,
-                                                 positive_fallback="nearest_owned")
+    _, dist_t, owned, prob_t, _ = casnet_targets(t, None, (8, 8), num_things=2, mode="instance", positives=n_fb)
     assert n_fb[0].tolist() == [1, 9]
     # A's owned locations: (x, 2) and (2, y); nearest to (12, 13) is (2, 14) (squared distance 101), cell (3, 0)
     assert prob_t[0].nonzero().tolist() == [[3, 0]] and torch.equal(prob_t[1], prob_none[1])
     assert owned[3, 0] and dist_t[:, 3, 0].tolist() == [0.5, 3.5, 5.5, 3.0]  # A's box: its seed reads A's box
     with pytest.raises(ValueError, match="positive_fallback"):
         small_cfg(positive_fallback="centre")
+
+
+def test_positive_fallback_default_moved_without_reusing_the_runs_of_the_old_rule():
+    """The default moved from "none" to "nearest_owned" (2026-12-05).  A run at "none" keeps the hash it was
+    recorded with before the field existed (field left out of the hash), the new default is hashed with the field
+    so it never reuses such a run, and a config saved before the field existed reads back as "none"."""
+    from dataclasses import replace
+
+    from harness.config import from_flat, make_config, to_flat, train_hash
+    new = make_config("casnet", "quick", dataset="shapes-street")
+    old = make_config("casnet", "quick", dataset="shapes-street", overrides=["method.positive_fallback=none"])
+    assert new.method.positive_fallback == "nearest_owned" and train_hash(old) != train_hash(new)
+    assert train_hash(replace(old, method=replace(old.method, positive_fallback="nearest_owned"))) == train_hash(new)
+    saved_before = {k: v for k, v in to_flat(old).items() if k != "method.positive_fallback"}
+    assert from_flat(saved_before).method.positive_fallback == "none"
+    assert train_hash(from_flat(saved_before)) == train_hash(old)
+    assert from_flat(to_flat(new)) == new
+    # the field is left out of the hash at "none": changing only the hash's key set would change it
+    from methods.casnet import CASNetConfig
+    assert CASNetConfig.HASH_OMIT_AT_VALUE == {"positive_fallback": "none"}
+
 
 
 # ---------------------------------------------------------------------------------------------

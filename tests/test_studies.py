@@ -328,7 +328,7 @@ def test_readings_registry_defaults_are_the_config_defaults_and_variants_change_
     from experiments.casnet_table1 import READING_CLAIMS as CAS
     cas = [v.name for v, _, _ in reading_variants(load_study("casnet_table1"), CAS)]
     assert "casnet (joint) [prob_loss=bce]" in cas and "casnet (separated) [prob_loss=bce]" in cas
-    assert "casnet (joint) [positive_fallback=nearest_owned]" in cas
+    assert "casnet (joint) [positive_fallback=none]" in cas
 
 
 @pytest.mark.slow
