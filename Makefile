@@ -108,7 +108,8 @@ postprocess-study:
 coco-real:
 	$(PYTHON) -m harness compare --methods solov2 --profile $(or $(PROFILE),quick) --study coco_real \
 		--dataset coco:../shared/data/tiny_coco/annotations/instances_train2017.json:../shared/data/tiny_coco/train2017 \
-		--val-dataset coco:../shared/data/tiny_coco/annotations/instances_val2017.json:../shared/data/tiny_coco/val2017
+		--val-dataset coco:../shared/data/tiny_coco/annotations/instances_val2017.json:../shared/data/tiny_coco/val2017 \
+		--set train.max_iter=400 --set 'train.steps=(320,380)'
 
 ablation-table1:
 	$(call run_study,ablation_table1)
