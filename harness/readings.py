@@ -244,6 +244,14 @@ def write_readings_report(study, claims, jobs, n_seeds: int):
     rname = readings_name(study.name)
     records, drift_note = current_profile_records(
         study, [r for r in study_records(rname) if (r.get("config") or {}).get("profile") == study.profile])
+    # a reading whose value became the default (CASNet's positive_fallback=nearest_owned, 2026-12-05) is no longer a
+    # row: its records stay in runs.jsonl as history, the default row now shows those runs
+    current = {v.name for v, _, _ in jobs}
+    gone = sorted({r["variant"] for r in records if r["variant"] not in current})
+    if gone:
+        records = [r for r in records if r["variant"] in current]
+        drift_note = drift_note + [f"Readings no longer in the registry (a value that became the default, or one "
+                                   f"dropped) are left out: {', '.join(gone)} (history in runs.jsonl)."]
     df = records_frame(records, metrics=("AP", "APs", "AP50", "AP75"))
     rows, registry = [], []
     for c in claims:

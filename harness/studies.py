@@ -549,9 +549,19 @@ def _ceiling_lookup() -> dict:
     return _CEILINGS[key]
 
 
+def semantic_only(rec: dict) -> bool:
+    """Whether a record's run trains no instance head: CASNet with beta = gamma = 0 (the "semantic model" whose
+    semantic head the separated rows load).  Its positives and mask AP judge nothing (its AP is 0 by design)."""
+    c = rec.get("config") or {}
+    return c.get("method.name") == "casnet" and c.get("method.beta") == 0 and c.get("method.gamma") == 0
+
+
 def record_health(rec: dict) -> tuple[str, ...]:
-    """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown."""
+    """The run-health reasons (``harness.health.health_reasons``) of one record; () when healthy or unknown, and for
+    a semantic-only run (``semantic_only``), which the instance rules do not apply to."""
     from harness.health import health_reasons
+    if semantic_only(rec):
+        return ()
     diag = (rec.get("train") or {}).get("diagnostics")
     if diag:
         diag = dict(diag, ceiling=record_ceiling(rec))
@@ -588,6 +598,8 @@ def _health_text(recs: list[dict], diags: list[dict], recorded: list[dict], reas
     """The "health" cell of a run-health row: the failed rules, "ok", or why there is nothing to judge."""
     if reasons:
         return "; ".join(reasons)
+    if recs and all(semantic_only(r) for r in recs):
+        return "n/a: semantic model (beta = gamma = 0, no instance head trained)"
     if recorded:
         return "ok"
     if recs and all(not (r.get("train") or {}).get("run_dir") for r in recs):

@@ -10,7 +10,7 @@ import torch
 import methods
 from harness.config import make_config
 from harness.health import HealthTracker, health_iterations, health_reasons, late_ap_gain, loss_stats
-from harness.studies import claim_row, health_verdict, records_frame, run_health_table
+from harness.studies import claim_row, health_verdict, record_health, records_frame, run_health_table
 
 
 def test_loss_stats_by_hand(tmp_path):
@@ -81,6 +81,19 @@ def test_a_row_failing_health_makes_the_verdict_inconclusive():
               "train": {"iterations": None, "run_dir": None, "wall_s": None, "weights_id": None}}
     assert run_health_table([oracle]).iloc[0]["health"] == "no training (nothing to check)"
     assert health_verdict(pd.DataFrame({"variant": [], "seed": [], "health": []}), ["x"]) is None
+
+
+def test_a_semantic_only_model_is_not_judged_by_the_instance_rules():
+    """CASNet's "semantic model" (beta = gamma = 0) trains no instance head: its AP is 0 and its positives unused."""
+    starved_dead = {"zero_positive_frac": 0.103, "ap_points": {"0.5": 0.0, "0.75": 0.0, "1": 0.0}, "ceiling": 65.9}
+    sem = dict(_rec("semantic model", 0, 0.0, starved_dead), method="casnet",
+               config={"method.name": "casnet", "method.beta": 0.0, "method.gamma": 0.0})
+    inst = dict(sem, variant="casnet (joint)", config={"method.name": "casnet", "method.beta": 1.0,
+                                                        "method.gamma": 1.0})
+    assert record_health(sem) == () and len(record_health(inst)) == 2
+    table = run_health_table([sem, inst]).set_index("variant")
+    assert table.loc["semantic model"]["health"].startswith("n/a: semantic model")
+    assert "no positive" in table.loc["casnet (joint)"]["health"]
 
 
 def _positives(name: str, soi: tuple[int, ...] | None, n_images: int = 24) -> torch.Tensor:
