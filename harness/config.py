@@ -466,7 +466,7 @@ def from_flat(flat: dict[str, Any]) -> ExperimentConfig:
     secs: dict[str, Any] = {}
     for sec, cls in (("method", mcls), ("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig),
                      ("timing", TimingConfig)):
-        kw = {f: v for f, v in mcls.HASH_OMIT_AT_VALUE.items()} if sec == "method" else {}
+        kw = dict(mcls.HASH_OMIT_AT_VALUE) if sec == "method" else {}
         names = _field_names(cls)
         for k, v in flat.items():
             if k.startswith(sec + ".") and k[len(sec) + 1:] in names:

@@ -550,10 +550,12 @@ def _ceiling_lookup() -> dict:
 
 
 def semantic_only(rec: dict) -> bool:
-    """Whether a record's run trains no instance head: CASNet with beta = gamma = 0 (the "semantic model" whose
-    semantic head the separated rows load).  Its positives and mask AP judge nothing (its AP is 0 by design)."""
+    """Whether a record's run trains no instance output (its method Config's ``trains_no_instances``: CASNet's
+    "semantic model", beta = gamma = 0).  Its positives and mask AP judge nothing (its AP is 0 by design)."""
+    import methods
     c = rec.get("config") or {}
-    return c.get("method.name") == "casnet" and c.get("method.beta") == 0 and c.get("method.gamma") == 0
+    m = methods.METHODS.get(c.get("method.name"))
+    return m is not None and m.Config.trains_no_instances(c)
 
 
 def record_health(rec: dict) -> tuple[str, ...]:

@@ -44,6 +44,12 @@ class MethodConfig:
     # the new default (hashed with the field) never reuses them
     HASH_OMIT_AT_VALUE: ClassVar[dict[str, object]] = {}
 
+    @classmethod
+    def trains_no_instances(cls, flat: dict) -> bool:
+        """Whether a run of this flat config (``harness.config.to_flat``) trains no instance output, so run health's
+        instance rules (positives, mask AP) judge nothing; e.g. CASNet's semantic-only model."""
+        return False
+
     def __post_init__(self) -> None:
         if self.num_classes < 0:
             raise ValueError(f"method.num_classes must be >= 0, got {self.num_classes}")

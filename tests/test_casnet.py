@@ -268,10 +268,8 @@ def test_positive_fallback_default_moved_without_reusing_the_runs_of_the_old_rul
     assert from_flat(saved_before).method.positive_fallback == "none"
     assert train_hash(from_flat(saved_before)) == train_hash(old)
     assert from_flat(to_flat(new)) == new
-    # the field is left out of the hash at "none": changing only the hash's key set would change it
     from methods.casnet import CASNetConfig
     assert CASNetConfig.HASH_OMIT_AT_VALUE == {"positive_fallback": "none"}
-
 
 
 # ---------------------------------------------------------------------------------------------
