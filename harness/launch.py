@@ -45,6 +45,7 @@ from pathlib import Path
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 KILL_GRACE_S = 10.0
+LAUNCHES_FILE = "launches.jsonl"  # results/<study>/launches.jsonl: one line per pool launch (record_launch)
 # test hook: a job whose name equals this kills itself (SIGKILL) right after its first training checkpoint
 TEST_KILL_ENV = "SEGBENCH_TEST_KILL_JOB"
 
@@ -496,6 +497,61 @@ def job_threads(args) -> int:
     return default_threads(args.jobs) if args.jobs > 1 else 0
 
 
+def _utc_now() -> str:
+    from harness.records import utc_now
+    return utc_now()
+
+
+def runs_to_train(jobs: list[Job]) -> tuple[int, int]:
+    """(runs of ``jobs`` with no finished training yet, distinct trainable runs of ``jobs``): what a launch will
+    train, counted before it starts (two variants that share a run count it once)."""
+    from harness.pipeline import is_trainable, resolve_config
+    from harness.runs import is_finished, run_dir_for
+    from harness.studies import load_study
+    runs: dict[Path, bool] = {}
+    for (study, profile, overrides), group in _group_jobs(jobs).items():
+        want = {(j.variant, j.seed) for j in group}
+        n_seeds = max(j.seed for j in group) + 1
+        for v, seed, cfg in load_study(study).configs(profile, n_seeds, overrides):
+            if (v.name, seed) in want:
+                cfg = resolve_config(cfg)
+                if is_trainable(cfg):
+                    d = run_dir_for(cfg)
+                    runs[d] = runs.get(d, False) or not is_finished(d)
+    return sum(runs.values()), len(runs)
+
+
+def _group_jobs(jobs: list[Job]) -> dict[tuple, list[Job]]:
+    out: dict[tuple, list[Job]] = {}
+    for j in jobs:
+        if not j.compare:  # a comparison's jobs are built from their spec, not from a study file
+            out.setdefault((j.study, j.profile, j.overrides), []).append(j)
+    return out
+
+
+def record_launch(study: str, fields: dict, root: str | os.PathLike = "results") -> Path:
+    """Append one launch's line to ``<root>/<study>/launches.jsonl`` (under a file lock, as run records).
+
+    ``fields``: study, launcher, jobs / done / failed (counts), runs (distinct trainable runs of the jobs),
+    runs_trained (those with no finished training when the launch began), processes, threads_per_job (0: torch's
+    default), started_utc, wall_s (seconds from the first job's start to the last one's end, as the launcher's
+    clock measured them), load_avg_1m_at_start.  The git commit and the machine (``harness.records.git_info``,
+    ``env_info``: cpu_count, cpu_model) are added.  Reports show the latest launch that trained every run of the
+    study (``harness.studies.launch_notes``): the study's wall time, which records of single runs cannot give.
+    """
+    from filelock import FileLock
+
+    from harness.records import env_info, git_info
+    env = env_info("cpu")
+    rec = {**fields, **git_info(), "cpu_count": env.get("cpu_count"), "cpu_model": env.get("cpu_model"),
+           "torch": env.get("torch")}
+    path = Path(root) / study / LAUNCHES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"), open(path, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    return path
+
+
 def launch_study(args, log=_say) -> int:
     """``python -m harness study NAME --launcher ...`` (everything but the in-process ``--jobs 1`` path).
 
@@ -525,6 +581,8 @@ def launch_study(args, log=_say) -> int:
         for line in lines:
             print(line)
         return 0
+    to_train, total = runs_to_train(jobs)
+    started, load0 = _utc_now(), os.getloadavg()[0]
     t0 = time.perf_counter()
     try:
         if args.launcher == "local":
@@ -538,8 +596,14 @@ def launch_study(args, log=_say) -> int:
     except KeyboardInterrupt:
         log(f"[{study.name}] interrupted: every job stopped; the same command resumes the study")
         return 130
-    log(f"[{study.name}] {len(out.done)} job(s) done, {len(out.failed)} failed, "
-        f"{time.perf_counter() - t0:.0f} s")
+    wall = time.perf_counter() - t0
+    log(f"[{study.name}] {len(out.done)} job(s) done, {len(out.failed)} failed, {wall:.0f} s")
+    if jobs:
+        record_launch(study.name, {
+            "study": study.name, "launcher": args.launcher, "jobs": len(jobs), "done": len(out.done),
+            "failed": len(out.failed), "runs": total, "runs_trained": to_train, "processes": n,
+            "threads_per_job": threads, "started_utc": started, "wall_s": round(wall, 1),
+            "load_avg_1m_at_start": round(load0, 2)})
     try:
         md, _ = write_study_report(study)
         log(f"[{study.name}] report: {md}")

@@ -478,7 +478,7 @@ def write_study_report(study: Study) -> tuple[Path, Path]:
     from harness.figures import report_figures
     extra, fig_notes = report_figures(records)
     notes = ([f"Reproduces: {study.source}; {len(records)} records."] + spec.notes + training_notes(records)
-             + scale_notes(records) + compute_notes(records) + [HEALTH_NOTE] + fig_notes)
+             + scale_notes(records) + compute_notes(records) + launch_notes(study) + [HEALTH_NOTE] + fig_notes)
     tables = list(spec.tables) + [("Run health", run_health_table(records))]
     return write_report(study.name, tables, notes, spec.figure, title=study.title,
                         sources=[records_path(study.name)], command=f"python -m harness report {study.name}",
@@ -759,6 +759,36 @@ def compute_notes(records: list[dict]) -> list[str]:
     if evals:
         text += f"; {sum(evals) / 60:.1f} min of evaluation + timing over {len(evals)} of the {len(records)} records"
     return [text + "."]
+
+
+def launch_notes(study: Study, root: str | Path = "results") -> list[str]:
+    """The study's wall time: the latest launch in ``<root>/<study>/launches.jsonl`` (``harness.launch.
+    record_launch``) that ran every job of the study at its seeds, trained every one of its runs and lost none.
+    Launches that reused finished runs or ran part of the study measure less than the study and are not shown."""
+    from harness.launch import LAUNCHES_FILE
+    path = Path(root) / study.name / LAUNCHES_FILE
+    if not path.is_file():
+        return []
+    jobs = len(study.variants) * study.seeds
+    full = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (rec.get("jobs") == jobs and not rec.get("failed") and rec.get("runs")
+                and rec.get("runs_trained") == rec.get("runs")):
+            full.append(rec)
+    if not full:
+        return []
+    r = max(full, key=lambda x: x.get("started_utc", ""))
+    threads = r.get("threads_per_job") or "torch's default"
+    return [f"Wall time of the whole study (`{path}`, the latest launch that trained every run): "
+            f"{r['wall_s'] / 60:.1f} min for {r['jobs']} jobs ({r['runs']} runs trained) on {r['processes']} "
+            f"processes x {threads} thread(s), started {r.get('started_utc', '?')} on {r.get('cpu_model') or '?'} "
+            f"({r.get('cpu_count', '?')} cores, load average {r.get('load_avg_1m_at_start', '?')} at the start), "
+            f"commit {str(r.get('git_sha', '?'))[:7]}{' (uncommitted changes)' if r.get('git_dirty') else ''}; "
+            "`make <study> JOBS=2` (or `python -m harness study NAME --jobs N`) appends such a line."]
 
 
 def _device_of(r: dict) -> str:

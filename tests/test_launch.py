@@ -27,6 +27,10 @@ def _records(cwd: Path) -> list[dict]:
     return [json.loads(x) for x in (cwd / "results" / SMOKE / "runs.jsonl").read_text().splitlines() if x.strip()]
 
 
+def _launches(cwd: Path) -> list[dict]:
+    return [json.loads(x) for x in (cwd / "results" / SMOKE / "launches.jsonl").read_text().splitlines()]
+
+
 def _by_eval(recs: list[dict]) -> dict:
     """(run_id, variant, post-processing) -> metrics; fails on a doubled record."""
     out = {}
@@ -80,6 +84,9 @@ def test_a_job_killed_mid_run_is_resumed_without_training_twice_or_doubling_reco
     recs = _records(cwd)
     assert len(recs) == 3 and "w/ aux" not in {r["variant"] for r in recs if r["seed"] == 1}
     assert "Incomplete: 3 of the 6 evaluations" in (cwd / "reports" / f"{SMOKE}.md").read_text()  # 3 seeds asked
+    (first,) = _launches(cwd)  # the launch is recorded: 4 jobs, 4 runs to train, one of them lost
+    assert (first["jobs"], first["runs"], first["runs_trained"], first["done"], first["failed"]) == (4, 4, 4, 3, 1)
+    assert first["processes"] == 2 and first["threads_per_job"] == 1 and first["wall_s"] > 0
     runs = {p.name: p for p in (cwd / "wd").iterdir() if p.is_dir() and p.name.startswith("uniinst-")}
     finished = {n: (p / "model_final.pth").stat().st_mtime_ns for n, p in runs.items()
                 if (p / "final.json").is_file()}
@@ -96,6 +103,8 @@ def test_a_job_killed_mid_run_is_resumed_without_training_twice_or_doubling_reco
         assert json.loads((runs[n] / "final.json").read_text())["resumed_from"] == 0
     assert json.loads((runs[killed] / "final.json").read_text())["resumed_from"] == 2
     assert "Incomplete: 4 of the 6 evaluations" in (cwd / "reports" / f"{SMOKE}.md").read_text()
+    second = _launches(cwd)[1]  # only the killed run was left to train
+    assert (second["jobs"], second["runs"], second["runs_trained"], second["done"], second["failed"]) == (4, 4, 1, 4, 0)
     # running the study again (in this process's launcher) trains and records nothing
     res = _study(cwd)
     assert res.returncode == 0 and len(_records(cwd)) == 4
@@ -349,3 +358,28 @@ def test_gpus_are_handed_out_one_per_job_and_shared_only_when_all_are_busy(monke
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     assert visible_gpus() == ["3", "5"]
+
+
+def test_a_report_shows_the_wall_time_of_the_latest_launch_that_trained_the_whole_study(tmp_path):
+    from harness.launch import record_launch
+    from harness.studies import at_profile, launch_notes, load_study
+    study = at_profile(load_study(STUDY), "smoke")
+    jobs = len(study.variants) * study.seeds
+    assert launch_notes(study, tmp_path) == []  # no launch recorded: nothing to say
+    base = {"study": study.name, "launcher": "local", "jobs": jobs, "done": jobs, "failed": 0, "runs": jobs,
+            "runs_trained": jobs, "processes": 2, "threads_per_job": 1, "load_avg_1m_at_start": 0.1}
+    record_launch(study.name, {**base, "started_utc": "2026-12-01T10:00:00Z", "wall_s": 600.0}, root=tmp_path)
+    # later launches that measure less than the whole study: one reused finished runs, one lost a job, one ran
+    # part of the study; none of them replaces the first
+    record_launch(study.name, {**base, "started_utc": "2026-12-02T10:00:00Z", "wall_s": 60.0, "runs_trained": 1},
+                  root=tmp_path)
+    record_launch(study.name, {**base, "started_utc": "2026-12-03T10:00:00Z", "wall_s": 500.0, "failed": 1,
+                               "done": jobs - 1}, root=tmp_path)
+    record_launch(study.name, {**base, "started_utc": "2026-12-04T10:00:00Z", "wall_s": 90.0, "jobs": 1,
+                               "runs": 1, "runs_trained": 1}, root=tmp_path)
+    (note,) = launch_notes(study, tmp_path)
+    assert f"10.0 min for {jobs} jobs ({jobs} runs trained) on 2 processes x 1 thread(s)" in note
+    assert "2026-12-01T10:00:00Z" in note
+    record_launch(study.name, {**base, "started_utc": "2026-12-05T10:00:00Z", "wall_s": 720.0}, root=tmp_path)
+    (note,) = launch_notes(study, tmp_path)  # a later whole-study launch is the one shown
+    assert "12.0 min" in note and "2026-12-05T10:00:00Z" in note
