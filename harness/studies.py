@@ -412,7 +412,7 @@ def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dic
 
 # config keys that never decide a run's weights (or that differ by design within a variant)
 _NOT_TRAINING = ("seed", "profile", "train.device", "train.threads", "data.num_workers", "data.val_dataset",
-                 "data.val_images", "data.test_short_side", "method.num_classes")
+                 "data.val_images", "data.test_short_side", "data.ram_cache_mb", "method.num_classes")
 
 
 # (field prefix, the toggle without which those fields decide nothing): SOLOv2's improved-SOLOv2 components

@@ -217,7 +217,11 @@ def oyor_assign(quality: Tensor) -> tuple[Tensor, Tensor]:
     the number of ground truths matched to one of their candidates and, second, the total quality;
     a ground truth is never matched to a non-candidate (it stays unmatched when all of its
     candidates are taken). Solved with ``scipy.optimize.linear_sum_assignment(maximize=True)`` after
-    replacing non-candidates by a penalty larger than any achievable total quality.
+    replacing non-candidates by a penalty larger than any achievable total quality.  The UniInst
+    authors' code (b03505036/UniInst, ``adet/modeling/fcos/Uni_fcos_outputs.py``) also leaves such a
+    ground truth without a positive: it drops GTs with no candidate before ``linear_sum_assignment``
+    and drops (then re-matches without) any GT the matching put on a non-candidate; DeFCN's POTO
+    instead keeps every pair, so a GT with no candidate gets one positive at an arbitrary location.
 
     Args:
         quality: Tensor[G, N], float.

@@ -276,6 +276,19 @@ def test_rows_pinned_to_a_canvas_keep_the_run_hashes_they_recorded(study_name, v
             assert (seed, train_hash(cfg)) in recorded
 
 
+def test_the_1000_image_seed_variance_row_scores_the_quick_profile_runs_themselves():
+    """The row scored on 1000 val images must evaluate the very runs of the quick-profile row (data.val_images is
+    not part of a run's hash), so that its std differs from that row's by the val split alone."""
+    from harness.config import train_hash
+    mod = __import__("experiments.seed_variance", fromlist=["VAL1000"])
+    cfgs = {(v.name, seed): cfg for v, seed, cfg in load_study("seed_variance").configs(seeds=2)}
+    for seed in (0, 1):
+        base, big = cfgs[(mod.BASELINE, seed)], cfgs[(mod.VAL1000, seed)]
+        assert big.data.val_images == 1000 and base.data.val_images == 200
+        assert train_hash(big) == train_hash(base)
+    assert train_hash(cfgs[(mod.VAL1000, 0)]) != train_hash(cfgs[(mod.VAL1000, 1)])
+
+
 @pytest.mark.slow
 def test_a_study_at_another_profile_keeps_its_records_apart(tmp_path, monkeypatch):
     """`study NAME --profile smoke` on a quick-profile study writes results/NAME@smoke/ and reports/NAME@smoke.md;

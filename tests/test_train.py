@@ -133,3 +133,41 @@ def test_ddp_two_ranks_identical_and_eval_counts_each_image_once(tmp_path):
     flat = sorted(i for s in ev["shards"] for i in s)
     assert flat == list(range(ev["n_val"]))  # every val image exactly once
     assert ev["AP"] == pytest.approx(100.0)  # a duplicated or missing image would lower the oracle's AP
+
+
+def test_the_ram_cache_changes_no_sample_and_no_weight(tmp_path, monkeypatch):
+    """data.ram_cache_mb keeps decoded samples in memory: each image is decoded once, a transform working in place on
+    what it gets cannot reach the cache, and a run trained with the cache ends with the same weights as one
+    without (the augmentation's random draws are the same), so the field is rightly left out of the run hash."""
+    from dataclasses import replace
+
+    from harness.config import train_hash
+    from harness.data.coco import InstanceDataset
+    from harness.train import build_train_dataset, train
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    base = make_config("solov2", "smoke", overrides=[
+        "train.max_iter=6", "train.threads=1", "train.device=cpu", "train.deterministic=true", "data.train_images=8",
+        "train.batch_size=4", "train.health_eval_images=0"])
+    cached, uncached = (replace(base, data=replace(base.data, ram_cache_mb=mb)) for mb in (64, 0))
+    assert train_hash(cached) == train_hash(uncached)
+
+    ds = build_train_dataset(cached)
+    loads = []
+    real_load = InstanceDataset.load
+    monkeypatch.setattr(InstanceDataset, "load", lambda self, i: loads.append(i) or real_load(self, i))
+    first = ds._load_cached(3)
+    first.image.zero_()  # a transform working in place on its copy
+    first.masks.zero_()
+    again = ds._load_cached(3)
+    assert loads == [3]  # decoded once
+    fresh = real_load(ds, 3)
+    assert torch.equal(again.image, fresh.image) and torch.equal(again.masks, fresh.masks)
+    assert again.image.any() and again.masks.any()
+    monkeypatch.setattr(InstanceDataset, "load", real_load)
+
+    weights = []
+    for cfg, name in ((cached, "cached"), (uncached, "uncached")):  # 6 iterations x 4 = 3 epochs of the 8 images
+        res = train(cfg, tmp_path / name, progress=False)
+        weights.append(res.model.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

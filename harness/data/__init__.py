@@ -80,6 +80,16 @@ def split_seed(preset: str, split: str) -> int:
 
 
 def build_dataset(spec: str, split: Literal["train", "val"], data_cfg, train: bool) -> InstanceDataset:
+    """``_build_dataset`` (below), with its decoded samples kept in memory up to ``data_cfg.ram_cache_mb`` MiB
+    (``InstanceDataset.set_ram_cache``)."""
+    ds = _build_dataset(spec, split, data_cfg, train)
+    mb = getattr(data_cfg, "ram_cache_mb", 0)
+    if mb and hasattr(ds, "set_ram_cache"):
+        ds.set_ram_cache(mb)
+    return ds
+
+
+def _build_dataset(spec: str, split: Literal["train", "val"], data_cfg, train: bool) -> InstanceDataset:
     """Build the dataset named by ``spec``.
 
     Args:

@@ -57,6 +57,7 @@ annotation on one core, i.e. roughly 25 s for COCO train2017's 860k annotations)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import warnings
@@ -391,8 +392,37 @@ class InstanceDataset(Dataset):
             sem_seg=sem_seg,
         )
 
+    def set_ram_cache(self, megabytes: float) -> None:
+        """Keep decoded samples (image, masks, labels, boxes: ``load``'s output, before the transform) in memory,
+        up to ``megabytes`` MiB in all (``data.ram_cache_mb``; 0 = off), first come first kept.  A small dataset
+        (the synthetic ones, Penn-Fudan) is then decoded once instead of once per epoch: PNG decoding and RLE
+        checks are ~9 % of a quick-profile SOLOv2 iteration on one CPU thread.  The transform still runs on
+        every access, on a copy, so the samples a model sees (and the random draws of the augmentation) are the
+        same with or without the cache."""
+        self._ram: dict[int, Sample] = {}
+        self._ram_left = int(max(0.0, megabytes) * 2**20)
+
+    def _load_cached(self, index: int) -> Sample:
+        ram = getattr(self, "_ram", None)
+        if ram is None:
+            return self.load(index)
+        sample = ram.get(index)
+        if sample is None:
+            sample = self.load(index)
+            size = sum(t.numel() * t.element_size() for t in (sample.image, sample.masks, sample.labels,
+                                                              sample.boxes, sample.iscrowd, sample.sem_seg)
+                       if t is not None)
+            if size > self._ram_left:
+                return sample
+            ram[index] = sample
+            self._ram_left -= size
+        return dataclasses.replace(  # a copy: a transform may work in place
+            sample, image=sample.image.clone(), masks=sample.masks.clone(), labels=sample.labels.clone(),
+            boxes=sample.boxes.clone(), iscrowd=sample.iscrowd.clone(),
+            sem_seg=None if sample.sem_seg is None else sample.sem_seg.clone())
+
     def __getitem__(self, index: int) -> Sample:
-        sample = self.load(index)
+        sample = self._load_cached(index)
         return self.transform(sample) if self.transform is not None else sample
 
     def __repr__(self) -> str:
