@@ -788,7 +788,7 @@ def launch_notes(study: Study, root: str | Path = "results") -> list[str]:
             f"processes x {threads} thread(s), started {r.get('started_utc', '?')} on {r.get('cpu_model') or '?'} "
             f"({r.get('cpu_count', '?')} cores, load average {r.get('load_avg_1m_at_start', '?')} at the start), "
             f"commit {str(r.get('git_sha', '?'))[:7]}{' (uncommitted changes)' if r.get('git_dirty') else ''}; "
-            "`make <study> JOBS=2` (or `python -m harness study NAME --jobs N`) appends such a line."]
+            "`python -m harness study NAME --jobs N` (the `make` targets with `JOBS=N`) appends such a line."]
 
 
 def _device_of(r: dict) -> str:
