@@ -497,11 +497,6 @@ def job_threads(args) -> int:
     return default_threads(args.jobs) if args.jobs > 1 else 0
 
 
-def _utc_now() -> str:
-    from harness.records import utc_now
-    return utc_now()
-
-
 def runs_to_train(jobs: list[Job]) -> tuple[int, int]:
     """(runs of ``jobs`` with no finished training yet, distinct trainable runs of ``jobs``): what a launch will
     train, counted before it starts (two variants that share a run count it once)."""
@@ -581,8 +576,13 @@ def launch_study(args, log=_say) -> int:
         for line in lines:
             print(line)
         return 0
-    to_train, total = runs_to_train(jobs)
-    started, load0 = _utc_now(), os.getloadavg()[0]
+    from harness.records import utc_now
+    try:  # for the launch record; a job whose config cannot be built fails below with its own log, as before
+        to_train, total = runs_to_train(jobs)
+    except (KeyError, ValueError, OSError) as e:
+        log(f"[{study.name}] note: runs to train not counted ({type(e).__name__}: {e}); the launch record says so")
+        to_train = total = None
+    started, load0 = utc_now(), os.getloadavg()[0]
     t0 = time.perf_counter()
     try:
         if args.launcher == "local":
