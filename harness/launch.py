@@ -499,29 +499,25 @@ def job_threads(args) -> int:
 
 def runs_to_train(jobs: list[Job]) -> tuple[int, int]:
     """(runs of ``jobs`` with no finished training yet, distinct trainable runs of ``jobs``): what a launch will
-    train, counted before it starts (two variants that share a run count it once)."""
-    from harness.pipeline import is_trainable, resolve_config
+    train, counted before it starts (two variants that share a run count it once).  Each distinct dataset is
+    built once to fill ``num_classes`` (``harness.pipeline.build_split``), not once per job."""
+    from harness.pipeline import build_split, is_trainable
     from harness.runs import is_finished, run_dir_for
     from harness.studies import load_study
+    from harness.train import resolve_num_classes
+    datasets: dict[tuple, object] = {}
     runs: dict[Path, bool] = {}
-    for (study, profile, overrides), group in _group_jobs(jobs).items():
-        want = {(j.variant, j.seed) for j in group}
-        n_seeds = max(j.seed for j in group) + 1
-        for v, seed, cfg in load_study(study).configs(profile, n_seeds, overrides):
-            if (v.name, seed) in want:
-                cfg = resolve_config(cfg)
-                if is_trainable(cfg):
-                    d = run_dir_for(cfg)
-                    runs[d] = runs.get(d, False) or not is_finished(d)
-    return sum(runs.values()), len(runs)
-
-
-def _group_jobs(jobs: list[Job]) -> dict[tuple, list[Job]]:
-    out: dict[tuple, list[Job]] = {}
     for j in jobs:
-        if not j.compare:  # a comparison's jobs are built from their spec, not from a study file
-            out.setdefault((j.study, j.profile, j.overrides), []).append(j)
-    return out
+        if j.compare:  # a comparison's jobs are built from their spec, not from a study file
+            continue
+        for v, seed, cfg in load_study(j.study).configs(j.profile, j.seed + 1, j.overrides):
+            if (v.name, seed) != (j.variant, j.seed) or not is_trainable(cfg):
+                continue
+            if cfg.data not in datasets:
+                datasets[cfg.data] = build_split(cfg, "train")
+            d = run_dir_for(resolve_num_classes(cfg, datasets[cfg.data]))
+            runs[d] = runs.get(d, False) or not is_finished(d)
+    return sum(runs.values()), len(runs)
 
 
 def record_launch(study: str, fields: dict, root: str | os.PathLike = "results") -> Path:

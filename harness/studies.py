@@ -766,19 +766,14 @@ def launch_notes(study: Study, root: str | Path = "results") -> list[str]:
     record_launch``) that ran every job of the study at its seeds, trained every one of its runs and lost none.
     Launches that reused finished runs or ran part of the study measure less than the study and are not shown."""
     from harness.launch import LAUNCHES_FILE
+    from harness.records import read_records
     path = Path(root) / study.name / LAUNCHES_FILE
     if not path.is_file():
         return []
     jobs = len(study.variants) * study.seeds
-    full = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (rec.get("jobs") == jobs and not rec.get("failed") and rec.get("runs")
-                and rec.get("runs_trained") == rec.get("runs")):
-            full.append(rec)
+    full = [r for r in read_records(path, validate=False)  # a torn last line is skipped with a warning
+            if r.get("jobs") == jobs and not r.get("failed") and r.get("runs")
+            and r.get("runs_trained") == r.get("runs")]
     if not full:
         return []
     r = max(full, key=lambda x: x.get("started_utc", ""))

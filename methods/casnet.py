@@ -168,12 +168,6 @@ class CASNetConfig(MethodConfig):
         "postprocess", "max_per_img", "use_gt_semantics", "train_mode", "semantic_checkpoint", "seed_thr",
         "nms_thr", "nms_pre", "tie_iou_eps", "score_mode", "use_full_res_grouping")
     HASH_OMIT_AT_VALUE: ClassVar[dict[str, object]] = {"positive_fallback": "none"}
-
-    @classmethod
-    def trains_no_instances(cls, flat: dict) -> bool:
-        """beta = gamma = 0: no box or box-probability loss, only the semantic head learns (Table I's semantic
-        model, whose semantic head the separated rows load)."""
-        return flat.get("method.beta") == 0 and flat.get("method.gamma") == 0
     PROFILE_OVERRIDES: ClassVar[dict[str, dict]] = {
         # the same FPN / head widths as every other method at the profile (SOLOv2, CondInst, UniInst:
         # 32 at smoke, 64 at quick; 32 at quick until 2026-12-02)
@@ -183,6 +177,12 @@ class CASNetConfig(MethodConfig):
                       seed_thr=0.1),
         "paper": {},
     }
+
+    @classmethod
+    def trains_no_instances(cls, flat: dict) -> bool:
+        """beta = gamma = 0: no box or box-probability loss, only the semantic head learns (Table I's semantic
+        model, whose semantic head the separated rows load)."""
+        return flat.get("method.beta") == 0 and flat.get("method.gamma") == 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
