@@ -76,12 +76,17 @@ def _ceiling_ap(method: str, data_json: str, eval_json: str, profile: str) -> fl
 
 
 def ceiling_ap(cfg: ExperimentConfig) -> float | None:
-    """Mask AP of ``cfg``'s representation on ``cfg``'s val data (computed once per process, no record).
+    """Mask AP of ``cfg``'s representation on ``cfg``'s val data (computed once, kept on disk by
+    ``harness.memo.disk_memo``; no record).
 
     The representation's own ceiling: soft stride-4 values for the single-stage methods (what their stride-4
     output can hold; the binary training targets cap lower, ``run_ceiling(..., soft=False)``), 28 x 28 RoI masks
     for Mask R-CNN.  This is the ceiling of the run-health rule."""
     import dataclasses
     import json
-    return _ceiling_ap(cfg.method.name, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True),
-                       json.dumps(dataclasses.asdict(cfg.eval), sort_keys=True), cfg.profile)
+
+    from harness.memo import data_fingerprint, disk_memo
+    args = (cfg.method.name, json.dumps(dataclasses.asdict(cfg.data), sort_keys=True),
+            json.dumps(dataclasses.asdict(cfg.eval), sort_keys=True), cfg.profile)
+    return disk_memo("ceiling_ap", json.dumps([*args, data_fingerprint(cfg.data)]), lambda: _ceiling_ap(*args),
+                     cfg.data.cache_dir)

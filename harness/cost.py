@@ -44,8 +44,14 @@ def _gflops(key: str, cfg: ExperimentConfig) -> float:
 
 
 def train_gflops_per_iter(cfg: ExperimentConfig) -> float:
-    """GFLOPs of one training iteration (forward + backward, ``cfg.train.batch_size`` images) of ``cfg``."""
-    return _gflops(_key(cfg), cfg)
+    """GFLOPs of one training iteration (forward + backward, ``cfg.train.batch_size`` images) of ``cfg``.
+
+    Kept on disk for the next process (``harness.memo.disk_memo``, keyed by the config, the data files and the
+    code)."""
+    from harness.memo import data_fingerprint, disk_memo
+    key = _key(cfg)
+    return disk_memo("train_gflops", f"{key}\n{data_fingerprint(cfg.data)}", lambda: _gflops(key, cfg),
+                     cfg.data.cache_dir)
 
 
 def equal_compute_iters(cfg: ExperimentConfig, reference: ExperimentConfig) -> int:

@@ -9,7 +9,9 @@ Every training run records ``diagnostics`` (``final.json`` -> the record's ``tra
 * ``final_loss`` and ``loss_slope_per_1k``: the mean total loss over the last 20 % of the iterations and its
   least-squares slope there (per 1,000 iterations), from ``train_log.jsonl``.
 * ``ap_points``: mask AP on a fixed val subset (the first ``train.health_eval_images`` images of the val split)
-  at 50 / 75 / 100 % of the schedule (``train.health_points``).
+  at 50 / 75 / 100 % of the schedule (``train.health_points``).  A study's job (``harness.pipeline.run_variant``)
+  trains with ``defer_final_health=True``: the 100 % point is then scored from the evaluation that follows
+  (the final weights are the 100 % weights; ``complete_final_point``), which saves predicting the subset twice.
 * ``ceiling``: the AP of the ground truth passed through the method's mask representation on the record's
   val data (``harness.ceiling``), added when the record is written.
 
@@ -82,18 +84,88 @@ def health_iterations(max_iter: int, points: tuple[float, ...]) -> dict[int, str
     return {max(1, int(round(p * max_iter))): f"{p:g}" for p in points}
 
 
-def subset_ap(model, val_ds, n_images: int, cfg, device) -> float:
-    """Mask AP (COCO, ``cfg.eval``) of ``model`` on the first ``n_images`` images of ``val_ds``."""
+def subset_ap(model, val_ds, n_images: int, cfg, device, results: list[dict] | None = None) -> float:
+    """Mask AP (COCO, ``cfg.eval``) of ``model`` on the first ``n_images`` images of ``val_ds``.
+
+    ``results``: COCO results of (at least) those images from an evaluation already made with the same model and
+    ``cfg`` (``reusable_results``): scored as they are instead of predicting the subset again.
+    """
     from harness.evaluate import coco_segm_eval, run_inference
     n = min(n_images, len(val_ds))
-    results = run_inference(model, val_ds, device=device, batch_size=cfg.eval.batch_size, progress=False,
-                            indices=list(range(n)), size_divisor=cfg.data.size_divisor)
+    if results is None:
+        results = run_inference(model, val_ds, device=device, batch_size=cfg.eval.batch_size, progress=False,
+                                indices=list(range(n)), size_divisor=cfg.data.size_divisor)
     info = val_ds.coco.dataset.get("info")
     area_scale = float(info.get("coco_area_scale", 1.0)) if isinstance(info, dict) else 1.0
     metrics = coco_segm_eval(val_ds.coco, results, backend=cfg.eval.backend, per_class=False,
                              class_names=list(val_ds.class_names), img_ids=[val_ds.image_ids[i] for i in range(n)],
                              cat_ids=list(val_ds.cat_ids), max_dets=cfg.eval.max_dets, area_scale=area_scale)
     return float(metrics["AP"])
+
+
+def final_point(tc) -> tuple[int, str] | None:
+    """(iteration, label) of the health point at the end of the schedule (``train.health_points`` holding 1.0),
+    or None when there is none (or run health is off)."""
+    if tc.health_eval_images <= 0:
+        return None
+    label = health_iterations(tc.max_iter, tc.health_points).get(tc.max_iter)
+    return (tc.max_iter, label) if label is not None else None
+
+
+def final_point_missing(final: dict, cfg) -> str | None:
+    """The label of the end-of-schedule health point when a finished run's ``final.json`` lacks it (a run trained
+    with ``train(..., defer_final_health=True)`` whose evaluation has not scored it yet), else None."""
+    diag = final.get("diagnostics")
+    end = final_point(cfg.train)
+    if not diag or end is None or int(final.get("iterations") or 0) != end[0]:
+        return None
+    return None if end[1] in (diag.get("ap_points") or {}) else end[1]
+
+
+def reusable_results(cfg_trained, cfg_eval, world: int) -> bool:
+    """Whether an evaluation made with ``cfg_eval`` predicted the health subset exactly as the health point of the
+    run trained with ``cfg_trained`` would: the same method config (post-processing included) and the subset's
+    images in the same inference batches (batch size 1, or one process and a batch size dividing the subset)."""
+    bs = cfg_eval.eval.batch_size
+    return (cfg_eval.method == cfg_trained.method and cfg_eval.eval == cfg_trained.eval
+            and cfg_eval.data == cfg_trained.data
+            and (bs == 1 or (world == 1 and cfg_trained.train.health_eval_images % bs == 0)))
+
+
+def complete_final_point(run_dir: Path, final: dict, cfg, model, val_ds, device,
+                         results: list[dict] | None = None) -> dict:
+    """Score the deferred end-of-schedule health point of a finished run and write it to ``health.json`` and
+    ``final.json``; returns the updated ``final``.
+
+    The weights at the end of the schedule are the final weights, so the point is the subset AP of the model the
+    evaluation loaded: taken from that evaluation's ``results`` when they are ``reusable_results`` (no second
+    inference; the same number as ``subset_ap`` on the model, tested), else predicted again with ``model.cfg`` set
+    to the training method config.
+    """
+    from harness.runs import atomic_write_text
+    label = final_point_missing(final, cfg)
+    if label is None:
+        return final
+    n = cfg.train.health_eval_images
+    if results is not None:
+        ap = subset_ap(model, val_ds, n, cfg, device, results=results)
+    else:
+        saved = model.cfg
+        model.cfg = cfg.method
+        try:
+            ap = subset_ap(model, val_ds, n, cfg, device)
+        finally:
+            model.cfg = saved
+    run_dir = Path(run_dir)
+    tracker = HealthTracker(run_dir)
+    tracker.ap_points[label] = ap
+    tracker.save()
+    diag = dict(final["diagnostics"])
+    diag["ap_points"] = dict(sorted({**(diag.get("ap_points") or {}), label: ap}.items(),
+                                    key=lambda kv: float(kv[0])))
+    final = {**final, "diagnostics": diag}
+    atomic_write_text(run_dir / "final.json", json.dumps(final, indent=2) + "\n")
+    return final
 
 
 def loss_stats(log_path: Path, max_iter: int) -> dict:

@@ -7,10 +7,12 @@ is never trained again, an unfinished one resumes from ``checkpoints/last.pth``.
 jobs run (after submitit's executors, as DETR, ConvNeXt and MAE launch their grids):
 
 * ``local`` (``--jobs 1``): the jobs in this process, in order (a failure stops the study, as before).
-* ``local --jobs N``: a pool of N child processes (``python -m harness.launch job SPEC``), each with
-  ``cores // N`` torch threads unless ``--threads-per-job`` or ``--set train.threads=`` says otherwise.  Plain
-  subprocesses rather than ``concurrent.futures``: a child killed by the OOM killer (or by hand) is one failed
-  job with its log, where it would break a ``ProcessPoolExecutor`` and every job queued on it.  A failed job is
+* ``local --jobs N``: a pool of N child processes, one per job (``PoolChild``: forked from a multiprocessing
+  forkserver that has imported torch and the harness once, then ``main(["job", SPEC])`` as
+  ``python -m harness.launch job SPEC`` runs it), each with ``cores // N`` torch threads unless
+  ``--threads-per-job`` or ``--set train.threads=`` says otherwise.  One process per job rather than
+  ``concurrent.futures``: a child killed by the OOM killer (or by hand) is one failed job with its log, where it
+  would break a ``ProcessPoolExecutor`` and every job queued on it.  A failed job is
   reported with its log (``work_dirs/launch/<study>/<job>.log``) and the others go on; Ctrl-C stops every child
   (SIGTERM to its process group, SIGKILL after 10 s); the report is written once, at the end.
 * ``submitit-local``: submitit's ``LocalExecutor`` (at most ``--jobs`` at a time), the code path of the SLURM
@@ -36,7 +38,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -191,7 +192,7 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
     """
     out = Outcome()
     pending = list(jobs)
-    running: dict[subprocess.Popen, tuple[Job, Path, list[str]]] = {}
+    running: dict[PoolChild, tuple[Job, Path, list[str]]] = {}
     gpus = visible_gpus()
 
     def on_term(signum, frame):  # SIGTERM (a scheduler, `timeout`) stops the children as Ctrl-C does
@@ -212,9 +213,7 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
                     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu)
                 with open(log_path, "ab") as f:
                     f.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} job {job.to_json()}\n".encode())
-                    f.flush()
-                    p = subprocess.Popen([sys.executable, "-m", "harness.launch", "job", job.to_json()],
-                                         stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                p = start_child(job, log_path, env)
                 running[p] = (job, log_path, gpu)
                 log(f"[{job.study}] started {job.name} (pid {p.pid}, {job.threads or 'default'} threads"
                     + (f", GPU {gpu[0]}" if gpu else "") + f", log {log_path})")
@@ -238,6 +237,66 @@ def run_local_pool(jobs: list[Job], n: int, *, log=_say) -> Outcome:
     return out
 
 
+class PoolChild:
+    """One job of the local pool in a process forked from the pool's forkserver (``start_child``): the part of
+    ``subprocess.Popen`` that ``run_local_pool`` and ``stop_children`` use (``pid``, ``poll``, ``returncode``,
+    ``wait``); a negative return code is the signal that killed it."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def wait(self) -> int | None:
+        self.proc.join()
+        return self.proc.exitcode
+
+
+_PRELOAD = ["harness.launch", "harness.studies", "harness.pipeline"]
+
+
+def _forkserver_context():
+    """multiprocessing's forkserver, which imports torch and the harness once (``_PRELOAD``): a job forked from it
+    starts in milliseconds where ``python -m harness.launch job`` took about 3 s of imports (2026-12-05).  The
+    server runs no torch operation (no OpenMP pool, no CUDA context), so each child sets its own threads and GPUs."""
+    import multiprocessing as mp
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _pool_child(spec: str, log_path: str, env: dict[str, str]) -> None:
+    """A pool child's entry (in the forked process): its own session (Ctrl-C and ``stop_children`` reach it as a
+    process group), the job's environment, stdout and stderr appended to the job's log, then ``main``."""
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(env)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    code = main(["job", spec])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # as ``python -m harness.launch job``: everything is written; no teardown
+
+
+def start_child(job: Job, log_path: Path, env: dict[str, str]) -> PoolChild:
+    """Start ``job`` as a pool child (``PoolChild``) writing to ``log_path`` with environment ``env``."""
+    proc = _forkserver_context().Process(target=_pool_child, args=(job.to_json(), str(log_path), env),
+                                         name=f"job {job.name}")
+    proc.start()
+    return PoolChild(proc)
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this process may hand to its jobs (``CUDA_VISIBLE_DEVICES`` entries, else 0..count-1)."""
     import torch
@@ -253,8 +312,10 @@ def _free_gpus(gpus: list[str], busy: set[str], k: int) -> list[str]:
     return free[:k]
 
 
-def stop_children(procs: list[subprocess.Popen], grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM every child's process group, then SIGKILL what is still alive after ``grace_s``."""
+def stop_children(procs: list, grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM every child's process group, then SIGKILL what is still alive after ``grace_s``.
+
+    ``procs``: ``subprocess.Popen`` or ``PoolChild`` objects, each the leader of its own process group."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for p in procs:
             if p.poll() is None:
@@ -686,4 +747,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # every record, checkpoint and log line is written and closed by now: skip the interpreter's teardown (about 1 s
+    # of freeing torch's modules per job, 2026-12-05), which holds the next job of a pool slot back for nothing
+    os._exit(code)

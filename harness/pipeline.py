@@ -26,6 +26,7 @@ import methods
 from harness import distributed as dist_utils
 from harness.config import ExperimentConfig, to_flat, train_hash
 from harness.data.synthetic import generator_version
+from harness.health import complete_final_point, final_point_missing, reusable_results
 from harness.predictions import run_curves, save_predictions
 from harness.runs import WORK_DIR_ENV, is_finished, read_final, run_dir_for, run_id_for, weights_id
 from harness.timing import count_flops, count_params, time_inference
@@ -59,11 +60,12 @@ def resolve_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return resolve_num_classes(cfg, build_split(cfg, "train" if is_trainable(cfg) else "val"))
 
 
-def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True,
-                   train_ds=None) -> tuple[ExperimentConfig, Path | None]:
+def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True, train_ds=None, val_ds=None,
+                   defer_final_health: bool = False) -> tuple[ExperimentConfig, Path | None]:
     """Resolve ``num_classes``, then train the run unless it is finished. Returns (cfg, run_dir).
 
-    ``train_ds``: the training split when the caller has already built it.
+    ``train_ds`` / ``val_ds``: the training / val split when the caller has already built it.
+    ``defer_final_health``: ``train``'s; for a caller that evaluates the run next (``run_variant``).
     """
     if not is_trainable(cfg):
         return resolve_config(cfg), None
@@ -80,7 +82,8 @@ def ensure_trained(cfg: ExperimentConfig, *, progress: bool = True,
                 else FileLock(str(run_dir.parent / f"{run_dir.name}.lock")))
         with lock:
             if not is_finished(run_dir):
-                train(cfg, run_dir, progress=progress, dataset=train_ds)
+                train(cfg, run_dir, progress=progress, dataset=train_ds, val_dataset=val_ds,
+                      defer_final_health=defer_final_health)
     return cfg, run_dir
 
 
@@ -289,7 +292,7 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
                 keys.add(_record_key(rec))
     if keys and all(probe_key(pp) in keys for pp in pps):  # everything recorded: nothing to train or evaluate
         return _variant_records(path, run_id_for(resolved), variant)
-    cfg, run_dir = ensure_trained(cfg, progress=progress, train_ds=train_ds)
+    cfg, run_dir = ensure_trained(cfg, progress=progress, train_ds=train_ds, val_ds=val_ds, defer_final_health=True)
     wid = local_wid or (weights_id(run_dir) if run_dir is not None else None)
     if wid and not local_wid and not force:
         # trained just now (or by a process beside this one): records of other weights no longer count
@@ -311,6 +314,10 @@ def run_variant(study: str, variant: str, cfg: ExperimentConfig, *, postprocess:
             model = load_model(cfg, run_dir, device)
         model.cfg = vcfg.method  # post-processing is a config field read at predict time
         metrics, results = evaluate_model(model, vcfg, val_ds, device, progress=progress, protocol=protocol)
+        if run_dir is not None and dist_utils.is_main() and final_point_missing(final, cfg):
+            # the run's 100 % health point, left to this evaluation by ensure_trained(defer_final_health=True)
+            same = reusable_results(cfg, vcfg, dist_utils.world_size())
+            final = complete_final_point(run_dir, final, cfg, model, val_ds, device, results if same else None)
         pred_file = save_predictions(path.parent, vname, vcfg.seed, results) if dist_utils.is_main() else None
         if panoptic:
             from harness.panoptic_eval import evaluate_panoptic

@@ -166,7 +166,7 @@ def build_train_dataset(cfg: ExperimentConfig):
 
 
 def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, dataset=None,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, val_dataset=None, defer_final_health: bool = False) -> TrainResult:
     """Train (or resume, or reuse) the run in ``run_dir``.
 
     Args:
@@ -175,6 +175,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
         progress: tqdm bar on rank 0.
         dataset: a training dataset to use instead of building ``cfg.data.dataset``.
         stop_after: stop (after checkpointing) once this iteration is reached; for tests.
+        val_dataset: the val split for the run-health AP points, when the caller has built it.
+        defer_final_health: leave the health point at the end of the schedule to the evaluation that follows
+            (``harness.health.complete_final_point``); ``final.json`` lacks it until then.
     Returns:
         TrainResult.
     Raises:
@@ -231,7 +234,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, datase
     from harness.health import HealthTracker, health_iterations, subset_ap
     tracker = HealthTracker(run_dir) if rank == 0 else None
     health_at = health_iterations(tc.max_iter, tc.health_points) if tc.health_eval_images > 0 else {}
-    health_val = None
+    if defer_final_health:
+        health_at.pop(tc.max_iter, None)
+    health_val = val_dataset
     perm = _EpochPerm(len(dataset), cfg.seed)
     model.train()
     log_path = run_dir / "train_log.jsonl"

@@ -162,3 +162,49 @@ def test_quick_profile_lr_steps_fall_before_the_late_health_point():
         tc = make_config("solov2", profile).train
         late = min(it for it, label in health_iterations(tc.max_iter, tc.health_points).items() if label == "0.75")
         assert max(tc.steps) < late, (profile, tc.steps, late)
+
+
+def test_the_deferred_final_health_point_is_the_in_loop_one(tmp_path, monkeypatch):
+    """A study job trains with the 100 % health point left to its evaluation (``defer_final_health``): the record,
+    ``final.json`` and ``health.json`` then hold the same three points as a run that scored it in the loop, and
+    the health subset is not predicted a second time."""
+    from harness import evaluate, pipeline
+    from harness.train import train
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGBENCH_WORK_DIR", str(tmp_path / "wd"))
+    cfg = make_config("solov2", "smoke", overrides=["train.health_eval_images=2", "train.max_iter=6",
+                                                    "train.steps=(5,)", "train.threads=1", "method.score_thr=0.0"])
+    inloop = train(cfg, tmp_path / "inloop", progress=False).final["diagnostics"]["ap_points"]
+    assert inloop.keys() == {"0.5", "0.75", "1"}
+    calls = []
+    real = evaluate.run_inference
+    monkeypatch.setattr(evaluate, "run_inference", lambda *a, **k: (calls.append(k.get("indices")), real(*a, **k))[1])
+    (rec,) = pipeline.run_variant("s", "v", cfg, do_time=False, progress=False)
+    assert rec["train"]["diagnostics"]["ap_points"] == inloop
+    run_dir = Path(rec["train"]["run_dir"])
+    assert json.loads((run_dir / "final.json").read_text())["diagnostics"]["ap_points"] == inloop
+    assert json.loads((run_dir / "health.json").read_text())["ap_points"] == inloop
+    # in the loop: the subset (images 0, 1) at 50 and 75 %; then the whole val split (4 images) once, and no third
+    # prediction of the subset (the ceiling's oracle, if not read from the disk memo, predicts with indices=None)
+    assert calls.count([0, 1]) == 2 and calls.count(list(range(4))) == 1
+
+
+def test_health_subset_ap_scored_from_a_whole_split_evaluation_equals_its_own_inference():
+    """``subset_ap(..., results=...)`` with the results of the whole val split (more images than the subset) gives the
+    number that predicting the subset gives: the ground truth through SOLOv2's soft stride-4 representation, whose
+    AP is far from 0 and from 100, so that a mismatch of images or areas would show."""
+    from harness.ceiling import ceiling_config
+    from harness.evaluate import run_inference
+    from harness.health import subset_ap
+    from harness.pipeline import build_split
+    from harness.train import resolve_num_classes
+    cfg = make_config("solov2", "smoke", overrides=["data.val_images=6"])
+    ccfg = ceiling_config(cfg, soft=True)
+    val = build_split(ccfg, "val")
+    ccfg = resolve_num_classes(ccfg, val)
+    model = methods.build_method(ccfg.method).eval()
+    everything = run_inference(model, val, device="cpu", progress=False)
+    assert {r["image_id"] for r in everything} - set(val.image_ids[:3])  # results beyond the subset
+    own = subset_ap(model, val, 3, ccfg, "cpu")
+    assert 1.0 < own < 99.0
+    assert subset_ap(model, val, 3, ccfg, "cpu", results=everything) == own
