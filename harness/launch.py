@@ -283,10 +283,9 @@ def _pool_child(spec: str, log_path: str, env: dict[str, str]) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    code = main(["job", spec])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # as ``python -m harness.launch job``: everything is written; no teardown
+    # multiprocessing ends the child with os._exit after its own clean-up (the semaphores a child's tqdm made are
+    # released there; os._exit here would leave one per job to the resource tracker's "leaked semaphore" warning)
+    sys.exit(main(["job", spec]))
 
 
 def start_child(job: Job, log_path: Path, env: dict[str, str]) -> PoolChild:
