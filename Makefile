@@ -32,7 +32,7 @@ help:
 	@echo "make test-fast          the tests not marked slow"
 	@echo "make fuzz               the input fuzz test at length (FUZZ_EXAMPLES=2000)"
 	@echo "make lint               ruff check ."
-	@echo "make bench              NMS and train-step micro-benchmarks"
+	@echo "make bench              NMS, train-step and pool-overhead micro-benchmarks"
 	@echo "make reports            regenerate every report from the committed records"
 	@echo "make postprocess-study  one SOLOv2, evaluated with Matrix NMS, mask NMS and no NMS"
 	@echo "make coco-real          SOLOv2 trained on the real tiny_coco images (../shared/data)"
@@ -92,6 +92,7 @@ lint:
 bench:
 	$(PYTHON) benchmarks/bench_nms.py
 	$(PYTHON) benchmarks/bench_train_step.py
+	$(PYTHON) benchmarks/bench_pool_overhead.py
 
 reports:
 	$(PYTHON) -m harness report

@@ -263,8 +263,9 @@ _PRELOAD = ["harness.launch", "harness.studies", "harness.pipeline"]
 
 def _forkserver_context():
     """multiprocessing's forkserver, which imports torch and the harness once (``_PRELOAD``): a job forked from it
-    starts in milliseconds where ``python -m harness.launch job`` took about 3 s of imports (2026-12-05).  The
-    server runs no torch operation (no OpenMP pool, no CUDA context), so each child sets its own threads and GPUs."""
+    skips the ~3 s of imports of ``python -m harness.launch job`` (``benchmarks/bench_pool_overhead.py``: 8 recorded
+    smoke jobs, 2 at a time, 0.07 s of wall per job against 1.70 s, 2026-12-05).  The server runs no torch
+    operation (no OpenMP pool, no CUDA context), so each child sets its own threads and GPUs."""
     import multiprocessing as mp
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
