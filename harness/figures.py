@@ -110,6 +110,28 @@ def _column_title(name: str, n_drawn: int, top: float | None) -> str:
     return f"{name} ({n_drawn})"
 
 
+def _val_key(rec: dict) -> tuple:
+    """What decides a record's val images: the dataset spec, and for a synthetic one its canvas and size."""
+    c = rec.get("config") or {}
+    return ((rec.get("data") or {}).get("dataset"), c.get("data.image_size"), c.get("data.val_images"),
+            c.get("data.test_short_side"))
+
+
+def _val_label(rec: dict) -> str:
+    dataset, canvas, n, short = _val_key(rec)
+    return f"{dataset}, {n} images, canvas {canvas} px, test short side {short} px"
+
+
+def _same_val_set(picked: dict[str, dict]) -> tuple[dict[str, dict], list[str]]:
+    """The picked records that share the most common val set (first seen on a tie), and the names of the others:
+    one figure shows one set of images, so a study whose variants change the canvas (e.g. 128 against 192 px)
+    draws the variants of one canvas."""
+    from collections import Counter
+    keys = {b: _val_key(r) for b, r in picked.items()}
+    top = Counter(keys.values()).most_common(1)[0][0]
+    return {b: r for b, r in picked.items() if keys[b] == top}, [b for b in picked if keys[b] != top]
+
+
 def _val_dataset(rec: dict):
     from harness.config import from_flat
     from harness.data import build_dataset
@@ -163,6 +185,7 @@ def qualitative_figure(records: list[dict]):
                                 "records; evaluations made since they are kept (re-run the study's evaluations "
                                 "to draw it)."]
     missing = sorted({_base(r["variant"]) for r in records if not r["method"].startswith("oracle")} - set(picked))
+    picked, other_val = _same_val_set(picked)
     first = next(iter(picked.values()))
     ds = _val_dataset(first)
     image_ids = choose_images(ds.coco)
@@ -242,6 +265,9 @@ def qualitative_figure(records: list[dict]):
                + ", ".join(f"{b} {a:.1f}" if isinstance(a, (int, float)) else f"{b} –" for b, a in ap.items()) + ".")
     notes = ([f"Qualitative figure: no saved predictions for {', '.join(missing)} (not in the figure)."]
              if missing else [])
+    if other_val:
+        notes.append(f"Qualitative figure: {', '.join(other_val)} not in the figure: evaluated on other val images "
+                     f"than the figure's ({_val_label(first)}), so their masks do not fit its images.")
     return draw, figsize, caption, notes
 
 

@@ -105,3 +105,19 @@ def test_a_blank_column_title_gives_the_highest_score_of_the_image():
     assert _column_title("uniinst", 0, top.get(1)) == f"uniinst (0; top score {SCORE_THR / 2:.2f})"
     assert _column_title("uniinst", 1, top.get(2)) == "uniinst (1)"
     assert _column_title("uniinst", 0, top.get(7)) == "uniinst (0)"  # nothing predicted at all
+
+
+def test_one_figure_draws_the_variants_of_one_val_set():
+    """quick_profile_tradeoff evaluates 128- and 192-px canvases: their masks cannot be drawn on the same images
+    (the figure failed with "The image and the masks must have the same height and width")."""
+    from harness.figures import _same_val_set
+
+    def rec(size):
+        return {"data": {"dataset": "shapes-coco"}, "config": {"data.image_size": size, "data.val_images": 200,
+                                                                "data.test_short_side": size}}
+    picked = {"a128": rec(128), "b192": rec(192), "c192": rec(192)}
+    kept, other = _same_val_set(picked)
+    assert list(kept) == ["b192", "c192"] and other == ["a128"]
+    kept, other = _same_val_set({"a128": rec(128), "b192": rec(192)})  # a tie: the first one's val set
+    assert list(kept) == ["a128"] and other == ["b192"]
+    assert _same_val_set({"a": rec(128)}) == ({"a": rec(128)}, [])
