@@ -27,7 +27,7 @@ def cmd_validity(args) -> int:
     from harness.validity import METHODS, run_validity
     names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(METHODS)
     md, _ = run_validity(args.profile, n_images=args.images, dataset=args.dataset, method_names=names,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, canvas=args.canvas)
     print(f"report: {md}; records: results/validity/runs.jsonl, results/ceiling/runs.jsonl")
     return 0
 
@@ -46,5 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=None, help="comma-separated (default: every trainable method)")
     p.add_argument("--dataset", default=None, help="training / val dataset spec (default: the profile's)")
     p.add_argument("--images", type=int, default=200, help="training images the assigners see (default 200)")
+    p.add_argument("--canvas", type=int, default=None,
+                   help="quick profile only: measure on this synthetic canvas instead of the profile's (128 or 192 px, "
+                        "object-size settings scaled to it: harness.config.quick_canvas_overrides)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_validity)

@@ -378,9 +378,20 @@ def record_profile_drift(study: Study, records: list[dict]) -> list[tuple]:
         if cur is None or c.get("profile") != study.profile:
             out.append(())
             continue
-        out.append(tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in PROFILE_KEYS
+        c = {**c, **_mask_resize_setting(c)}
+        cur = {**cur, **_mask_resize_setting(cur)}
+        out.append(tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in (*PROFILE_KEYS, "data.mask_resize")
                          if k in c and k in cur and c[k] != cur[k]))
     return out
+
+
+def _mask_resize_setting(c: dict) -> dict:
+    """``{"data.mask_resize": mode}`` of a flat config whose training resizes images, with the legacy "nearest" for
+    records made before the field (2026-12-04); None where no image is resized (the mode decides nothing, so two
+    such configs never differ in it)."""
+    if _identity_resize(c):
+        return {"data.mask_resize": None}
+    return {"data.mask_resize": c.get("data.mask_resize", "nearest")}
 
 
 def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dict], list[str]]:
@@ -398,7 +409,8 @@ def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dic
     rerun = f"`python -m harness study {study.name.partition('@')[0]}` (or the report's own command)"
     if len(old) < len(records):
         kept = [r for r, d in zip(records, drift) if not d]
-        return kept, [f"Earlier profile: {len(old)} records made before the {study.profile} profile's defaults "
+        plural = "s" if len(old) != 1 else ""
+        return kept, [f"Earlier profile: {len(old)} record{plural} made before the {study.profile} profile's defaults "
                       f"changed are left out (history in runs.jsonl), so that the rows are of one profile; {rerun} "
                       "trains the runs still missing at the current one."]
     diffs: Counter = Counter(x for d in old for x in d)

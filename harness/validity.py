@@ -24,14 +24,15 @@ METHODS = ("solov2", "condinst", "uniinst", "casnet", "maskrcnn")
 THIN_PX = 8
 
 
-def positives(method: str, profile: str, n_images: int, dataset: str | None = None) -> dict:
+def positives(method: str, profile: str, n_images: int, dataset: str | None = None,
+              overrides: tuple[str, ...] = ()) -> dict:
     """{"positives_per_gt", "zero_positive_frac", "zero_positive_thin_frac", "n_gt"} of ``method``'s assigner on
     ``n_images`` train images; ``zero_positive_thin_frac``: the GT with no positive whose box is narrower than
     ``THIN_PX`` in x or y (of all GT, so it is part of ``zero_positive_frac``)."""
     from harness.data.types import collate
     from harness.pipeline import build_split
     from harness.train import resolve_num_classes
-    cfg = make_config(method, profile, dataset=dataset)
+    cfg = make_config(method, profile, dataset=dataset, overrides=overrides)
     ds = build_split(cfg, "train")
     cfg = resolve_num_classes(cfg, ds)
     torch.manual_seed(0)
@@ -59,10 +60,19 @@ def positives(method: str, profile: str, n_images: int, dataset: str | None = No
 
 
 def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | None = None,
-                 method_names=METHODS, progress: bool = True):
-    """Measure positives and ceilings of ``method_names`` at ``profile``, record them and write the report."""
+                 method_names=METHODS, progress: bool = True, canvas: int | None = None):
+    """Measure positives and ceilings of ``method_names`` at ``profile``, record them and write the report.
+
+    ``canvas``: the quick profile on another synthetic canvas (``harness.config.QUICK_CANVASES``: 128 or 192 px,
+    with the object-size settings scaled to it, ``quick_canvas_overrides``); None = the profile's own.
+
+    Raises:
+        ValueError: ``canvas`` with another profile than quick, or a canvas without an entry."""
     from harness.ceiling import run_ceiling
-    from harness.config import to_flat
+    from harness.config import QUICK_CANVASES, quick_canvas_overrides, to_flat
+    if canvas is not None and (profile != "quick" or canvas not in QUICK_CANVASES):
+        raise ValueError(f"--canvas is the quick profile's canvas, one of {sorted(QUICK_CANVASES)} px; got "
+                         f"{canvas} at profile {profile}")
     from harness.records import append_record, env_info, make_record, read_records, records_path
     path = records_path(STUDY)
     # a canvas measured once per profile (quick: 128 px, and the 192-px alternative of 2026-12-04)
@@ -72,9 +82,10 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
             for r in (read_records(path) if path.is_file() else [])
             if r["metrics"].get("zero_positive_thin_frac") is not None}
     for m in method_names:
-        cfg0 = make_config(m, profile, dataset=dataset)
+        over = quick_canvas_overrides(m, canvas) if canvas is not None else ()
+        cfg0 = make_config(m, profile, dataset=dataset, overrides=over)
         if (m, profile, cfg0.data.dataset, cfg0.data.image_size, n_images) not in done:
-            stats, cfg = positives(m, profile, n_images, dataset)
+            stats, cfg = positives(m, profile, n_images, dataset, over)
             rec = make_record(study=STUDY, variant=m, run_id=f"validity-{m}-{profile}", method=m, seed=0,
                               config=to_flat(cfg), metrics=stats, kind="validity", env=env_info("cpu"),
                               data={"dataset": cfg.data.dataset, "split": "train", "n_images": n_images,
@@ -86,9 +97,10 @@ def run_validity(profile: str = "quick", *, n_images: int = 200, dataset: str | 
         for soft in (False, True):
             if soft and m == "maskrcnn":
                 continue
-            run_ceiling(m, profile, dataset=dataset, soft=soft, progress=False)
+            run_ceiling(m, profile, dataset=dataset, soft=soft, progress=False, overrides=list(over))
         if m == "maskrcnn":  # the RoI coordinates of torchvision's MaskRCNN beside detectron2's (the default)
-            run_ceiling(m, profile, dataset=dataset, overrides=["method.roi_convention=torchvision"], progress=False)
+            run_ceiling(m, profile, dataset=dataset, overrides=[*over, "method.roi_convention=torchvision"],
+                        progress=False)
     return write_validity_report()
 
 

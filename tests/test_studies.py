@@ -445,3 +445,28 @@ def test_training_notes_name_runs_trained_with_the_legacy_mask_resize_only():
                             rec("uniinst", dict(photo, **{"data.mask_resize": "nearest-exact"}), 900)])
     (legacy,) = [n for n in notes if n.startswith("Mask resize")]
     assert "`solov2`" in legacy and "oracle" not in legacy and "condinst" not in legacy and "uniinst" not in legacy
+
+
+def test_records_without_mask_resize_are_the_legacy_resize_where_training_resized_images():
+    """Records made before data.mask_resize (2026-12-04) resized masks with torch's legacy nearest: on the real
+    profile (images resized) they are an earlier profile, so a partial re-run never averages the two in one row;
+    on a synthetic canvas that is never resized the field decides nothing and is not compared."""
+    import json
+
+    from harness.config import make_config, to_flat
+    from harness.studies import Study, Variant, current_profile_records
+
+    def rec(profile, dataset, drop):
+        c = json.loads(json.dumps(to_flat(make_config("solov2", profile, dataset=dataset)), default=list))
+        if drop:
+            del c["data.mask_resize"]
+        return {"variant": "a", "config": c}
+    real = Study(name="r", title="t", source="src", profile="real", dataset="pennfudan:/data/pennfudan",
+                 variants=(Variant("a", "solov2"),))
+    old, new = rec("real", "pennfudan:/data/pennfudan", True), rec("real", "pennfudan:/data/pennfudan", False)
+    (note,) = current_profile_records(real, [old])[1]
+    assert 'data.mask_resize was "nearest", now "nearest-exact" (1 record)' in note
+    kept, (note,) = current_profile_records(real, [old, new])
+    assert kept == [new] and note.startswith("Earlier profile: 1 record made before")
+    quick = Study(name="q", title="t", source="src", variants=(Variant("a", "solov2"),))
+    assert current_profile_records(quick, [rec("quick", "shapes-coco", True)])[1] == []
