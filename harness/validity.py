@@ -114,6 +114,31 @@ def _mask_resize_label(c: dict) -> str:
     return c.get("data.mask_resize", "nearest")
 
 
+def _goal_rows(latest: dict, ceil: dict) -> list[dict]:
+    """Per quick-profile (dataset, canvas): the lowest single-stage ceiling (soft stride 4), Mask R-CNN's (its
+    default roi28_aligned), the highest zero-positive fraction and which method has it, each against its goal."""
+    keys = sorted({(d, s) for (p, d, s, _m) in latest if p == "quick"}
+                  | {(d, s) for (_v, p, d, s, _rep, _mode) in ceil if p == "quick"})
+    rows = []
+    for d, s in keys:
+        soft = [r["metrics"]["AP"] for (_v, p, dd, ss, rep, _mode), r in ceil.items()
+                if p == "quick" and (dd, ss) == (d, s) and rep == "stride4_soft"]
+        roi = [r["metrics"]["AP"] for (_v, p, dd, ss, rep, _mode), r in ceil.items()
+               if p == "quick" and (dd, ss) == (d, s) and rep == "roi28_aligned"]
+        zp = {m: r["metrics"]["zero_positive_frac"] for (p, dd, ss, m), r in latest.items()
+              if p == "quick" and (dd, ss) == (d, s)}
+        worst = max(zp, key=zp.get) if zp else None
+        lowest = min(soft + roi) if soft + roi else None
+        rows.append({"dataset": d, "canvas px": s,
+                     "ceiling, soft stride 4": f"{min(soft):.1f}" if soft else "–",
+                     "ceiling, Mask R-CNN RoI": f"{min(roi):.1f}" if roi else "–",
+                     "every ceiling ≥ 90": "–" if lowest is None else ("yes" if lowest >= 90 else "NO"),
+                     "highest zero-positive %": ("–" if worst is None else f"{100 * zp[worst]:.1f}" if zp[worst] == 0
+                                                 else f"{100 * zp[worst]:.1f} ({worst})"),
+                     "every zero-positive ≤ 5 %": "–" if worst is None else ("yes" if zp[worst] <= 0.05 else "NO")})
+    return rows
+
+
 def write_validity_report():
     import pandas as pd
 
@@ -145,7 +170,19 @@ def write_validity_report():
                                                          for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}}
                  for (v, p, d, s, rep, mode), r in sorted(ceil.items(), key=lambda kv: (
                      kv[0][1], kv[0][3], kv[0][5], kv[0][0], kv[0][4]))]
+    goal_rows = _goal_rows(latest, ceil)
     notes = [
+        "Goals (issue 13): every method's ceiling at least 90 AP on its val split (the single-stage methods' "
+        "ceiling is the soft stride-4 one, Mask R-CNN's the 28 x 28 RoI masks in its default coordinates) and no "
+        "method above 5 % zero-positive GT, per quick-profile dataset and canvas; '–' where that canvas was not "
+        "measured (`python -m harness validity --canvas S --dataset D`, ceilings at 256 px with `python -m harness "
+        "ceiling`, see below). What the canvas buys: on shapes-coco the soft stride-4 ceiling passes 90 from the "
+        "192-px canvas; on shapes-street and shapes-ochuman it grows slowly with the canvas and stays under 90 at "
+        "256 px (4x the quick profile's pixels and training cost), held down by APs: their small objects are largely "
+        "the visible remnants of occluded ones (thin slivers, masks split in pieces), which a stride-4 grid cannot "
+        "hold at any canvas a 2-core CPU can train. On shapes-street the 192-px canvas also brings CondInst's and "
+        "UniInst's zero-positive fractions under 5 % (their thin slivers straddle more stride-8 locations); "
+        "Mask R-CNN's RPN on shapes-ochuman stays above it at both canvases (see the Positives note).",
         "Positives: the method's own assigner (Method.last_positives_per_gt) over the first training images, model "
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
         "its match); the training records carry the same statistic over every iteration (Run health sections). "
@@ -180,7 +217,8 @@ def write_validity_report():
         "used before); 'none' where the canvas is evaluated at its own size. The real-profile rows show what the "
         "legacy resize cost the ceilings of the runs trained with it (the real_pennfudan records).",
     ]
-    return write_report("validity", [("Positives per GT instance", pd.DataFrame(pos_rows)),
+    return write_report("validity", [("Goals per dataset and canvas (quick profile)", pd.DataFrame(goal_rows)),
+                                     ("Positives per GT instance", pd.DataFrame(pos_rows)),
                                      ("Ceilings of the mask representations", pd.DataFrame(ceil_rows))],
                         notes, None, title="Validity: positives per GT and representation ceilings",
                         sources=[vpath, cpath], command="python -m harness report validity")
