@@ -45,6 +45,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.profile, args.set)
     ds = build_dataset(args.dataset, args.split, data_cfg, train=False)
     stats = dataset_stats(ds)
+    if args.shapes:
+        from harness.data.stats import mask_shape_stats
+        stats["mask_shapes"] = mask_shape_stats(ds)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 
@@ -101,6 +104,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     st.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
                     help="override a data config field (repeatable), e.g. data.val_images=50")
     st.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    st.add_argument("--shapes", action="store_true",
+                    help="also the GT masks split in pieces and the thin ones, over all and over the small GT "
+                         "(decodes every mask)")
     st.set_defaults(func=_cmd_stats)
 
     gen = sub.add_parser("generate", help="generate a synthetic dataset into the cache",

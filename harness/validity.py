@@ -14,14 +14,10 @@ import torch
 
 import methods
 from harness.config import make_config
+from harness.data.stats import THIN_PX
 
 STUDY = "validity"
 METHODS = ("solov2", "condinst", "uniinst", "casnet", "maskrcnn")
-
-
-# a GT box narrower than this (input px) holds no location of an FCOS-style assigner's finest level (P3, stride 8)
-# when it falls between two rows or columns of locations: thin slivers of occluded or border-cut objects
-THIN_PX = 8
 
 
 def positives(method: str, profile: str, n_images: int, dataset: str | None = None,
@@ -179,7 +175,8 @@ def write_validity_report():
         "ceiling`, see below). What the canvas buys: on shapes-coco the soft stride-4 ceiling passes 90 from the "
         "192-px canvas; on shapes-street and shapes-ochuman it grows slowly with the canvas and stays under 90 at "
         "256 px (4x the quick profile's pixels and training cost), held down by APs: their small objects are largely "
-        "the visible remnants of occluded ones (thin slivers, masks split in pieces), which a stride-4 grid cannot "
+        "the visible remnants of occluded ones (thin slivers, masks split in pieces by a nearer object: `python -m "
+        "harness data stats D --shapes` counts them; shapes-coco has almost none), which a stride-4 grid cannot "
         "hold at any canvas a 2-core CPU can train. On shapes-street the 192-px canvas also brings CondInst's and "
         "UniInst's zero-positive fractions under 5 % (their thin slivers straddle more stride-8 locations); "
         "Mask R-CNN's RPN on shapes-ochuman stays above it at both canvases (see the Positives note).",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -76,3 +77,36 @@ def test_format_stats(ds):
     assert "overlap density" in text and "1.0000" in text
     assert "50.0% / 33.3% / 16.7%" in text
     assert "one" in text and "two" in text and "crowd" in text
+
+
+def test_mask_shape_stats_hand_built(tmp_path):
+    """A mask in two pieces, two pieces touching at a corner (one 8-connected component), a 5-px-wide bar and a
+    plain square; 'small' by the GT area (< 32^2, no area scale)."""
+    from pycocotools import mask as mask_utils
+
+    from harness.data.stats import mask_shape_stats
+    masks = np.zeros((4, 40, 40), dtype=np.uint8)
+    masks[0, 0:8, 0:5] = masks[0, 0:8, 10:15] = 1  # split: two pieces 5 px apart (8 px tall: not thin)
+    masks[1, 0:5, 0:5] = masks[1, 5:10, 5:10] = 1  # corner contact: one 8-connected piece
+    masks[2, 0:30, 0:5] = 1  # thin: 5 px wide
+    masks[3, 0:36, 0:36] = 1  # large square
+
+    def ann(i, m, area):
+        rle = mask_utils.encode(np.asfortranarray(m))
+        ys, xs = np.nonzero(m)
+        bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+        return {"id": i, "image_id": 1, "category_id": 1, "bbox": bbox, "area": area, "iscrowd": 0,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}}
+    anns = [ann(1, masks[0], 50.0), ann(2, masks[1], 50.0), ann(3, masks[2], 150.0), ann(4, masks[3], 1296.0)]
+    data = {"images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}], "annotations": anns,
+            "categories": [{"id": 1, "name": "one"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+    st = mask_shape_stats(InstanceDataset(tmp_path / "ann.json", tmp_path, name="hand"))
+    assert st["instances"] == 4 and st["split_frac"] == 0.25 and st["thin_frac"] == 0.25
+    assert st["small"] == {"instances": 3, "split_frac": 1 / 3, "thin_frac": 1 / 3, "split_or_thin_frac": 2 / 3}
+    # format_stats prints them when present
+    text = format_stats({**dataset_stats(InstanceDataset(tmp_path / "ann.json", tmp_path, name="hand")),
+                         "mask_shapes": st})
+    assert "GT split in pieces / thin (< 8 px)" in text and "25.0% / 25.0%" in text
+    assert "of the 3 small: split / thin / either" in text and "33.3% / 33.3% / 66.7%" in text

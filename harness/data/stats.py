@@ -7,6 +7,10 @@ Definitions (all over the evaluation GT, ``dataset.coco``; crowd annotations onl
   (image_size / 640)^2 for synthetic ones, see ``harness.data.synthetic``).  ``size_mix_coco``
   uses the unscaled thresholds, i.e. the buckets of COCOeval's AP_S / AP_M / AP_L.  An area exactly
   at a threshold (COCOeval counts it in both neighbours) is put in the upper bucket.
+* mask shapes (``mask_shape_stats``, ``data stats --shapes``; decodes every mask, so not recorded with runs): the
+  fractions of non-crowd GT whose visible mask is split in pieces (more than one 8-connected component: an object
+  cut by a nearer one) or thin (GT box narrower than ``THIN_PX`` in x or y), over all GT and over the small ones:
+  what a stride-4 mask representation cannot hold, whatever the method (``reports/validity.md``).
 * overlap density: overlapped instance pairs per image, a pair = two non-crowd instances of the
   same image whose GT boxes have IoU > 0.5, whatever their classes (UniInst Table 2: COCO Person
   0.0204, OCHuman 0.6417).  ``overlap_density_same_class`` counts same-class pairs only.
@@ -21,6 +25,9 @@ from torchvision.ops import box_convert, box_iou
 
 COCO_AREA_THRESHOLDS_PX2 = (32**2, 96**2)
 OVERLAP_IOU_THR = 0.5
+# a GT box narrower than THIN_PX (input px) holds no location of an FCOS-style assigner's finest level (P3, stride
+# 8) when it falls between two rows or columns of locations: thin slivers of occluded or border-cut objects
+THIN_PX = 8
 
 
 def _size_mix(areas: list[float], t1: float, t2: float) -> dict[str, float]:
@@ -87,6 +94,38 @@ def dataset_stats(ds) -> dict:
     }
 
 
+def mask_shape_stats(ds, thin_px: float = THIN_PX) -> dict:
+    """Split and thin GT masks of an ``InstanceDataset``'s evaluation ground truth (non-crowd).
+
+    Returns:
+        {"instances", "split_frac", "thin_frac", "small": {"instances", "split_frac", "thin_frac",
+        "split_or_thin_frac"}}: fractions in [0, 1]; "split" = the decoded mask (``COCO.annToMask``, RLE or
+        polygons) has more than one 8-connected component; "thin" = the ``bbox`` is narrower than ``thin_px``
+        image px in x or y; "small" = the GT ``area`` under COCO's 32^2 px^2 times the file's ``coco_area_scale``.
+    """
+    import numpy as np
+    from scipy import ndimage
+    coco = ds.coco
+    info = coco.dataset.get("info") or {}
+    t1 = COCO_AREA_THRESHOLDS_PX2[0] * (float(info.get("coco_area_scale", 1.0)) if isinstance(info, dict) else 1.0)
+    eight = np.ones((3, 3), dtype=bool)
+    n = split = thin = n_small = small_split = small_thin = small_either = 0
+    for a in coco.dataset.get("annotations", []):
+        if a.get("iscrowd", 0) or not a.get("segmentation"):
+            continue
+        is_split = ndimage.label(coco.annToMask(a), structure=eight)[1] > 1
+        bbox = a.get("bbox") or [0, 0, 0, 0]
+        is_thin = min(bbox[2], bbox[3]) < thin_px
+        n, split, thin = n + 1, split + is_split, thin + is_thin
+        if float(a.get("area", 0.0)) < t1:
+            n_small += 1
+            small_split, small_thin = small_split + is_split, small_thin + is_thin
+            small_either += is_split or is_thin
+    return {"instances": n, "split_frac": split / max(n, 1), "thin_frac": thin / max(n, 1),
+            "small": {"instances": n_small, "split_frac": small_split / max(n_small, 1),
+                      "thin_frac": small_thin / max(n_small, 1), "split_or_thin_frac": small_either / max(n_small, 1)}}
+
+
 def format_stats(stats: dict) -> str:
     """A plain-text summary table and a per-class table (tabulate)."""
     mix, mix_coco = stats["size_mix"], stats["size_mix_coco"]
@@ -106,6 +145,12 @@ def format_stats(stats: dict) -> str:
         ("  same class", f"{stats['overlap_density_same_class']:.4f}"),
         ("skipped for training", ", ".join(f"{k}={v}" for k, v in stats["skipped"].items() if v) or "none"),
     ]
+    if "mask_shapes" in stats:
+        sh = stats["mask_shapes"]
+        rows += [("GT split in pieces / thin (< 8 px)", f"{sh['split_frac']:.1%} / {sh['thin_frac']:.1%}"),
+                 (f"  of the {sh['small']['instances']} small: split / thin / either",
+                  f"{sh['small']['split_frac']:.1%} / {sh['small']['thin_frac']:.1%} / "
+                  f"{sh['small']['split_or_thin_frac']:.1%}")]
     per_class = sorted(stats["per_class"].items(), key=lambda kv: -kv[1])
     return (tabulate(rows, tablefmt="simple", disable_numparse=True) + "\n\n"
             + tabulate(per_class, headers=["class", "instances"], tablefmt="simple"))
