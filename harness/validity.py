@@ -135,6 +135,22 @@ def _goal_rows(latest: dict, ceil: dict) -> list[dict]:
     return rows
 
 
+def _canvas_summary(goal_rows: list[dict]) -> str:
+    """Per dataset of the goal table: the smallest canvas measured at which each goal is met, or that none is."""
+    def first(rows: list[dict], col: str) -> str:
+        measured = [r for r in rows if r[col] != "–"]
+        ok = [r["canvas px"] for r in measured if r[col] == "yes"]
+        if ok:
+            return f"from {ok[0]} px"
+        return f"at none of {', '.join(str(r['canvas px']) for r in measured)} px" if measured else "not measured"
+    parts = []
+    for d in sorted({r["dataset"] for r in goal_rows}):
+        rows = sorted((r for r in goal_rows if r["dataset"] == d), key=lambda r: r["canvas px"])
+        parts.append(f"{d}: every ceiling ≥ 90 {first(rows, 'every ceiling ≥ 90')}, every zero-positive ≤ 5 % "
+                     f"{first(rows, 'every zero-positive ≤ 5 %')}")
+    return "; ".join(parts)
+
+
 def write_validity_report():
     import pandas as pd
 
@@ -172,14 +188,13 @@ def write_validity_report():
         "ceiling is the soft stride-4 one, Mask R-CNN's the 28 x 28 RoI masks in its default coordinates) and no "
         "method above 5 % zero-positive GT, per quick-profile dataset and canvas; '–' where that canvas was not "
         "measured (`python -m harness validity --canvas S --dataset D`, ceilings at 256 px with `python -m harness "
-        "ceiling`, see below). What the canvas buys: on shapes-coco the soft stride-4 ceiling passes 90 from the "
-        "192-px canvas; on shapes-street and shapes-ochuman it grows slowly with the canvas and stays under 90 at "
-        "256 px (4x the quick profile's pixels and training cost), held down by APs: their small objects are largely "
-        "the visible remnants of occluded ones (thin slivers, masks split in pieces by a nearer object: `python -m "
-        "harness data stats D --shapes` counts them; shapes-coco has almost none), which a stride-4 grid cannot "
-        "hold at any canvas a 2-core CPU can train. On shapes-street the 192-px canvas also brings CondInst's and "
-        "UniInst's zero-positive fractions under 5 % (their thin slivers straddle more stride-8 locations); "
-        "Mask R-CNN's RPN on shapes-ochuman stays above it at both canvases (see the Positives note).",
+        "ceiling`, see below). What the canvas buys, per dataset (training cost grows about with the square of the "
+        "side): " + _canvas_summary(goal_rows) + ". A soft stride-4 ceiling that stays under 90 as the canvas grows "
+        "is held down by APs (the ceiling rows below): on shapes-street and shapes-ochuman the small GT are largely "
+        "the visible remnants of occluded objects, thin slivers and masks split in pieces by a nearer object "
+        "(`python -m harness data stats D --shapes` counts them; shapes-coco has almost none), which a stride-4 grid "
+        "cannot hold at a canvas a 2-core CPU can train; thin slivers also straddle no stride-8 location of "
+        "CondInst's and UniInst's finest level more often on a smaller canvas (the Positives note).",
         "Positives: the method's own assigner (Method.last_positives_per_gt) over the first training images, model "
         "at initialisation (UniInst's OYOR matches each GT to one candidate by its cost, so 1.0 means every GT got "
         "its match); the training records carry the same statistic over every iteration (Run health sections). "

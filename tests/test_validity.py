@@ -32,7 +32,7 @@ def test_positives_counts_the_sliver_without_a_location_as_thin_zero_positive(mo
 def test_goal_rows_take_the_worst_method_per_dataset_and_canvas():
     """The report's goal table: the lowest ceiling of any representation and the highest zero-positive fraction of
     any method, per quick-profile (dataset, canvas), each against its goal (90 AP, 5 %); other profiles left out."""
-    from harness.validity import _goal_rows
+    from harness.validity import _canvas_summary, _goal_rows
 
     def pos(frac):
         return {"metrics": {"zero_positive_frac": frac}}
@@ -54,6 +54,10 @@ def test_goal_rows_take_the_worst_method_per_dataset_and_canvas():
     assert r128["highest zero-positive %"] == "8.7 (condinst)" and r128["every zero-positive ≤ 5 %"] == "NO"
     assert r192["every ceiling ≥ 90"] == "yes" and r192["every zero-positive ≤ 5 %"] == "yes"
     assert r256["highest zero-positive %"] == "–" and r256["every zero-positive ≤ 5 %"] == "–"
+    assert _canvas_summary(list(rows.values())) == ("street: every ceiling ≥ 90 from 192 px, every zero-positive "
+                                                   "≤ 5 % from 192 px")
+    assert _canvas_summary([r128]) == ("street: every ceiling ≥ 90 at none of 128 px, every zero-positive ≤ 5 % at "
+                                       "none of 128 px")
 
 
 def test_validity_canvas_is_the_quick_profiles_only():
