@@ -123,13 +123,12 @@ def _val_label(rec: dict) -> str:
 
 
 def _same_val_set(picked: dict[str, dict]) -> tuple[dict[str, dict], list[str]]:
-    """The picked records that share the most common val set (first seen on a tie), and the names of the others:
-    one figure shows one set of images, so a study whose variants change the canvas (e.g. 128 against 192 px)
-    draws the variants of one canvas."""
-    from collections import Counter
+    """The picked records that share the val set of the first one (the study's first variant, its main row in
+    canonical order), and the names of the others: one figure shows one set of images, so a study whose variants
+    change the canvas (e.g. 128 against 192 px) or the val size draws the variants of its first one's."""
     keys = {b: _val_key(r) for b, r in picked.items()}
-    top = Counter(keys.values()).most_common(1)[0][0]
-    return {b: r for b, r in picked.items() if keys[b] == top}, [b for b in picked if keys[b] != top]
+    first = next(iter(keys.values()))
+    return {b: r for b, r in picked.items() if keys[b] == first}, [b for b in picked if keys[b] != first]
 
 
 def _val_dataset(rec: dict):

@@ -115,9 +115,9 @@ def test_one_figure_draws_the_variants_of_one_val_set():
     def rec(size):
         return {"data": {"dataset": "shapes-coco"}, "config": {"data.image_size": size, "data.val_images": 200,
                                                                 "data.test_short_side": size}}
-    picked = {"a128": rec(128), "b192": rec(192), "c192": rec(192)}
-    kept, other = _same_val_set(picked)
-    assert list(kept) == ["b192", "c192"] and other == ["a128"]
-    kept, other = _same_val_set({"a128": rec(128), "b192": rec(192)})  # a tie: the first one's val set
-    assert list(kept) == ["a128"] and other == ["b192"]
+    picked = {"a128": rec(128), "b192": rec(192), "c192": rec(192), "d128": rec(128)}
+    kept, other = _same_val_set(picked)  # the first record's (the study's main row), even when outnumbered
+    assert list(kept) == ["a128", "d128"] and other == ["b192", "c192"]
+    kept, other = _same_val_set({"b192": rec(192), "a128": rec(128)})
+    assert list(kept) == ["b192"] and other == ["a128"]
     assert _same_val_set({"a": rec(128)}) == ({"a": rec(128)}, [])
