@@ -470,3 +470,23 @@ def test_records_without_mask_resize_are_the_legacy_resize_where_training_resize
     assert kept == [new] and note.startswith("Earlier profile: 1 record made before")
     quick = Study(name="q", title="t", source="src", variants=(Variant("a", "solov2"),))
     assert current_profile_records(quick, [rec("quick", "shapes-coco", True)])[1] == []
+
+
+def test_real_pennfudan_claims_read_inconclusive_when_a_run_fails_health():
+    """Penn-Fudan's UniInst Table 1 claims follow the same health rule as every study's: a claim resting on a run
+    that fails it reads "inconclusive: run health", whatever its p-value; the others keep their test."""
+    import pandas as pd
+
+    from experiments.real_pennfudan import NMS, _claims
+    rows = []
+    for seed, jitter in enumerate((0.0, 0.4, -0.3)):
+        for m, (with_nms, without) in {"solov2": (30, 18), "condinst": (38, 21), "maskrcnn": (36, 22),
+                                       "uniinst": (31, 28)}.items():
+            sick = ["AP still rose +2.2 from 75 % to 100 % of the schedule"] if m == "maskrcnn" and seed == 0 else []
+            rows += [{"variant": f"{m}[{NMS[m]}]", "seed": seed, "AP": with_nms + jitter, "health": sick},
+                     {"variant": f"{m}[none]", "seed": seed, "AP": without - jitter, "health": sick}]
+    verdicts = dict(zip(_claims(pd.DataFrame(rows))["claim (UniInst Table 1)"], _claims(pd.DataFrame(rows))["verdict"]))
+    assert verdicts["UniInst loses less AP without NMS than maskrcnn (Δ_uniinst − Δ_maskrcnn)"].startswith(
+        "inconclusive: run health (maskrcnn[box] seed 0: AP still rose")
+    assert verdicts["UniInst loses less AP without NMS than solov2 (Δ_uniinst − Δ_solov2)"] == "reproduced"
+    assert not verdicts["UniInst's own loss without NMS is small (paper −0.2)"].startswith("inconclusive: run health")
