@@ -227,7 +227,8 @@ def write_validity_report():
         "(harness.config.DataConfig.mask_resize): 'nearest-exact' (aligned with the image, the default since "
         "2026-12-04) or torch's legacy 'nearest' (torchvision's Mask default, shifted by about (scale - 1) / 2 px, "
         "used before); 'none' where the canvas is evaluated at its own size. The real-profile rows show what the "
-        "legacy resize cost the ceilings of the runs trained with it (the real_pennfudan records).",
+        "legacy resize cost the ceilings of the runs trained with it (the real_pennfudan records made before "
+        "2026-12-05; those of 2026-12-05 use nearest-exact).",
     ]
     return write_report("validity", [("Goals per dataset and canvas (quick profile)", pd.DataFrame(goal_rows)),
                                      ("Positives per GT instance", pd.DataFrame(pos_rows)),
