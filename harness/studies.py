@@ -378,20 +378,19 @@ def record_profile_drift(study: Study, records: list[dict]) -> list[tuple]:
         if cur is None or c.get("profile") != study.profile:
             out.append(())
             continue
-        c = {**c, **_mask_resize_setting(c)}
-        cur = {**cur, **_mask_resize_setting(cur)}
-        out.append(tuple((k, json.dumps(c[k]), json.dumps(cur[k])) for k in (*PROFILE_KEYS, "data.mask_resize")
-                         if k in c and k in cur and c[k] != cur[k]))
+        diffs = [(k, json.dumps(c[k]), json.dumps(cur[k])) for k in PROFILE_KEYS
+                 if k in c and k in cur and c[k] != cur[k]]
+        if mask_resize_mode(c) != mask_resize_mode(cur):
+            diffs.append(("data.mask_resize", json.dumps(mask_resize_mode(c)), json.dumps(mask_resize_mode(cur))))
+        out.append(tuple(diffs))
     return out
 
 
-def _mask_resize_setting(c: dict) -> dict:
-    """``{"data.mask_resize": mode}`` of a flat config whose training resizes images, with the legacy "nearest" for
-    records made before the field (2026-12-04); None where no image is resized (the mode decides nothing, so two
-    such configs never differ in it)."""
-    if _identity_resize(c):
-        return {"data.mask_resize": None}
-    return {"data.mask_resize": c.get("data.mask_resize", "nearest")}
+def mask_resize_mode(c: dict) -> str | None:
+    """How a flat config's training resized its masks: ``data.mask_resize``, or the legacy "nearest" for records
+    made before the field (2026-12-04); None where no image is resized (the mode decides nothing, so two such
+    configs never differ in it)."""
+    return None if _identity_resize(c) else c.get("data.mask_resize", "nearest")
 
 
 def current_profile_records(study: Study, records: list[dict]) -> tuple[list[dict], list[str]]:
@@ -454,8 +453,8 @@ def mixed_config_note(records: list[dict]) -> list[str]:
         inf = {f"method.{f}" for f in (mcls.Config.INFERENCE_ONLY if mcls is not None else ())}
         train = {k: json.dumps(v, sort_keys=True, default=str) for k, v in c.items()
                  if k.split(".")[0] in ("method", "data", "train") and k not in _NOT_TRAINING and k not in inf}
-        if _identity_resize(c):  # data.mask_resize decides nothing there
-            train["data.mask_resize"] = "(no resize)"
+        # absent in records made before the field: the legacy mode; nothing where no image is resized
+        train["data.mask_resize"] = json.dumps(mask_resize_mode(c) or "(no resize)")
         for prefix, toggle in _TOGGLED_FIELDS:  # a component's fields decide nothing while it is off
             if c.get(toggle) is False:
                 train = {k: v for k, v in train.items() if not k.startswith(prefix)}
@@ -743,8 +742,7 @@ def training_notes(records: list[dict]) -> list[str]:
                      f"{tr.get('wall_s', 0) / 60:.1f} min on "
                      f"{_device_of(r)}.")
     legacy = sorted({r["method"] for r in records if (r.get("train") or {}).get("iterations")  # trained runs only
-                     and not _identity_resize(r.get("config") or {})
-                     and (r.get("config") or {}).get("data.mask_resize", "nearest") == "nearest"})
+                     and mask_resize_mode(r.get("config") or {}) == "nearest"})
     if legacy:  # trained before 2026-12-04's aligned mask resize
         seen["legacy-resize"] = (
             f"Mask resize: the runs of {', '.join(f'`{m}`' for m in legacy)} resized their training masks with "
